@@ -1,0 +1,180 @@
+"""``dmp``: the one entry point. Generate sample data, run jobs or the whole pipeline, look at tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lib.config import Config, ConfigError, load_config
+from lib.runner import JobRun
+
+app = typer.Typer(
+    help="Marketing data-management platform: Spark + Delta Lake bronze -> silver -> gold jobs behind "
+    "Great Expectations gates.\n\nConfig comes from --config FILE, $DMP_CONFIG or ./dmp.toml, overridden by "
+    "DMP_* environment variables (DMP_LAKEHOUSE_ROOT, DMP_SPARK__MASTER, DMP_GATES__MAX_ERROR_RATIO, ...).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+pipeline_app = typer.Typer(help="Run or list the job graph.", no_args_is_help=True)
+app.add_typer(pipeline_app, name="pipeline")
+# Piped output (CI logs, `| tee`) gets a width that fits the summary table instead of 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 150)
+_state: dict[str, Config] = {}
+
+ConfigOption = Annotated[
+    Optional[Path], typer.Option("--config", "-c", help="TOML config file (else $DMP_CONFIG or ./dmp.toml).")
+]
+
+
+@app.callback()
+def _load(config: ConfigOption = None) -> None:
+    try:
+        _state["config"] = load_config(config)
+    except ConfigError as error:
+        console.print(f"[red]config error:[/red] {error}")
+        raise typer.Exit(2) from error
+
+
+def _config() -> Config:
+    return _state["config"]
+
+
+@app.command()
+def generate(
+    customers: Annotated[int, typer.Option(help="Number of CRM customers.")] = 2000,
+    days: Annotated[int, typer.Option(help="Days of orders and events, one landing file per source per day.")] = 60,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed writes byte-identical files.")] = 42,
+    start_date: Annotated[str, typer.Option(help="First day (YYYY-MM-DD).")] = "2026-01-01",
+    out: Annotated[Optional[Path], typer.Option(help="Landing folder (default: landing_root from config).")] = None,
+) -> None:
+    """Write sample landing files of every source, with known dirt, and ground_truth/ describing it."""
+    from lib.generate import GeneratorSettings, generate as write_landing
+
+    target = out or Path(_config().landing_root)
+    settings = GeneratorSettings(customers=customers, days=days, seed=seed,
+                                 start_date=dt.date.fromisoformat(start_date))
+    with console.status(f"generating {customers} customers x {days} days into {target} ..."):
+        truth = write_landing(target, settings)
+    table = Table("source", "rows written", "dirty rows", title=f"landing files in {target}")
+    for name, source in truth["sources"].items():
+        table.add_row(name, f"{source['rows_written']:,}", f"{sum(source['kinds'].values()):,}")
+    console.print(table)
+
+
+@app.command()
+def run(job: Annotated[str, typer.Argument(help="Job name; `dmp pipeline list` shows them.")]) -> None:
+    """Run one job (its upstream tables must exist)."""
+    _run_and_report([job])
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run just these jobs (repeatable).")] = None,
+) -> None:
+    """Run every job in dependency order; a failed gate stops the jobs downstream of it."""
+    _run_and_report(only)
+
+
+@pipeline_app.command("list")
+def pipeline_list() -> None:
+    """List the jobs in dependency order."""
+    from lib.jobs import PIPELINE
+    from lib.pipeline import dependency_order
+
+    table = Table("job", "depends on", "what it does")
+    for name in dependency_order():
+        job = PIPELINE[name]
+        table.add_row(name, ", ".join(job.depends_on) or "-", job.description)
+    console.print(table)
+
+
+@app.command()
+def show(
+    table: Annotated[str, typer.Argument(help="<layer>.<name>, e.g. silver.orders or ops.job_runs.")],
+    limit: Annotated[int, typer.Option(help="Rows to print.")] = 20,
+    version: Annotated[Optional[int], typer.Option(help="Delta time travel: show this table version.")] = None,
+) -> None:
+    """Print a Delta table's row count and first rows."""
+    from lib import io
+    from lib.spark import spark_session
+
+    spark = spark_session(_config())
+    try:
+        df = io.read_table(spark, _config(), table, version)
+    except io.TableNotFound as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from error
+    console.print(f"{table}: {df.count():,} rows (Delta version {version if version is not None else io.table_version(spark, _config(), table)})")
+    df.show(limit, truncate=40)
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(help="Number of sample customers.")] = 2000,
+    days: Annotated[int, typer.Option(help="Days of sample activity.")] = 60,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    reset: Annotated[bool, typer.Option(help="Delete the landing and lakehouse folders first.")] = False,
+) -> None:
+    """Generate sample data, run the whole pipeline on local Spark and print what each table received."""
+    config = _config()
+    if reset:
+        for folder in (config.landing_root, config.lakehouse_root):
+            shutil.rmtree(folder, ignore_errors=True)
+    generate(customers=customers, days=days, seed=seed, start_date="2026-01-01", out=Path(config.landing_root))
+    _run_and_report(None)
+    console.print(f"Delta tables are under {config.lakehouse_root}; try `dmp show silver.orders`.")
+
+
+def _run_and_report(jobs: list[str] | None) -> None:
+    from lib.pipeline import run_pipeline
+    from lib.spark import spark_session
+
+    with console.status("starting Spark (the first start downloads the Delta jars) ..."):
+        spark = spark_session(_config())
+
+    def progress(run: JobRun) -> None:
+        colour = {"succeeded": "green", "failed": "red"}.get(run.status, "yellow")
+        console.print(f"[{colour}]{run.status:>9}[/{colour}] {run.job} ({run.seconds:.1f} s)")
+        if run.error:
+            console.print(f"          {run.error}")
+
+    try:
+        runs = run_pipeline(spark, _config(), jobs, on_job_done=progress)
+    except ValueError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from error
+    console.print(summary_table(runs))
+    if any(r.status != "succeeded" for r in runs):
+        raise typer.Exit(1)
+
+
+def summary_table(runs: list[JobRun]) -> Table:
+    table = Table(
+        "job", "table", "status", "rows in", "published", "quarantined", "deduplicated", "balanced", "seconds",
+        title=f"run {runs[0].run_id if runs else ''}",
+    )
+    for run in runs:
+        for t in run.tables or [None]:
+            table.add_row(
+                run.job, t.table if t else "-", run.status,
+                *(f"{n:,}" if t else "-" for n in ((t.rows_in, t.published, t.quarantined, t.deduplicated)
+                                                   if t else (0, 0, 0, 0))),
+                ("yes" if t.balanced else "[red]NO[/red]") if t else "-",
+                f"{run.seconds:.1f}",
+            )
+    return table
+
+
+def main() -> None:  # pragma: no cover - console script shim
+    app(prog_name="dmp")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The one configuration object: defaults, then a TOML file, then ``DMP_*`` environment variables.
+
+A file is read from ``--config``, else ``$DMP_CONFIG``, else ``./dmp.toml`` when it exists. Every field can be
+overridden by an environment variable named after its path: ``DMP_LAKEHOUSE_ROOT``, ``DMP_SPARK__MASTER``,
+``DMP_GATES__MAX_ERROR_RATIO`` (sections joined by a double underscore).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENV_PREFIX = "DMP_"
+DEFAULT_FILE = Path("dmp.toml")
+
+
+class ConfigError(ValueError):
+    """A configuration value or file that cannot be used; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    master: str = "local[*]"
+    app_name: str = "dmp"
+    # None sizes shuffles to the machine (2 tasks per core), which suits local data far better than Spark's 200.
+    shuffle_partitions: int | None = None
+    driver_memory: str = "4g"
+    log_level: str = "ERROR"
+    ui_enabled: bool = False
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    # A gate fails its job when more than this share of the rows it checks breaks an `error` expectation.
+    max_error_ratio: float = 0.05
+    # Per-table overrides, e.g. {"silver.orders" = 0.01} in the file or DMP_GATES__TABLE_MAX_ERROR_RATIO as JSON.
+    table_max_error_ratio: dict[str, float] = field(default_factory=dict)
+    # Future timestamps within this many seconds of ingestion are clock skew, not errors.
+    allowed_clock_skew_seconds: int = 3600
+
+    def max_ratio_for(self, table: str) -> float:
+        return self.table_max_error_ratio.get(table, self.max_error_ratio)
+
+
+@dataclass(frozen=True)
+class Config:
+    landing_root: str = "data/landing"
+    lakehouse_root: str = "data/lakehouse"
+    # Name of the environment variable (or secret scope key on Databricks) that holds the PII hashing salt.
+    salt_secret_name: str = "DMP_PII_SALT"
+    spark: SparkSettings = field(default_factory=SparkSettings)
+    gates: GateSettings = field(default_factory=GateSettings)
+
+    def table_path(self, table: str) -> str:
+        """``silver.orders`` -> ``<lakehouse_root>/silver/orders``."""
+        layer, _, name = table.partition(".")
+        if not name:
+            raise ConfigError(f"table name {table!r} must be <layer>.<name>, e.g. silver.orders")
+        return f"{self.lakehouse_root.rstrip('/')}/{layer}/{name}"
+
+    def checkpoint_path(self, stream: str) -> str:
+        return f"{self.lakehouse_root.rstrip('/')}/_checkpoints/{stream}"
+
+
+def load_config(path: str | Path | None = None, environ: typing.Mapping[str, str] | None = None) -> Config:
+    environ = os.environ if environ is None else environ
+    values: dict = {}
+    file = Path(path) if path else Path(environ[f"{ENV_PREFIX}CONFIG"]) if f"{ENV_PREFIX}CONFIG" in environ else None
+    if file is None and DEFAULT_FILE.exists():
+        file = DEFAULT_FILE
+    if file is not None:
+        if not file.exists():
+            raise ConfigError(f"config file {file} does not exist; pass an existing TOML file or unset DMP_CONFIG")
+        with file.open("rb") as handle:
+            values = tomllib.load(handle)
+    return _build(Config, values, environ, ENV_PREFIX)
+
+
+def _build(cls, values: dict, environ, prefix: str):
+    unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {sorted(unknown)} for {prefix.rstrip('_').lower() or 'config'}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        env_name = f"{prefix}{f.name.upper()}"
+        if dataclasses.is_dataclass(hint):
+            kwargs[f.name] = _build(hint, values.get(f.name, {}), environ, f"{env_name}__")
+        elif env_name in environ:
+            kwargs[f.name] = _parse(environ[env_name], hint, env_name)
+        elif f.name in values:
+            kwargs[f.name] = values[f.name]
+    return cls(**kwargs)
+
+
+def _parse(text: str, hint, name: str):
+    base = {t for t in typing.get_args(hint) if t is not type(None)} or {hint}
+    try:
+        if bool in base:
+            if text.lower() not in {"true", "false", "1", "0", "yes", "no"}:
+                raise ValueError(text)
+            return text.lower() in {"true", "1", "yes"}
+        if int in base:
+            return None if text == "" else int(text)
+        if float in base:
+            return float(text)
+        if typing.get_origin(hint) is dict:
+            import json
+
+            return {str(k): float(v) for k, v in json.loads(text).items()}
+    except (ValueError, AttributeError) as error:
+        raise ConfigError(f"environment variable {name}={text!r} is not a valid {hint}") from error
+    return text

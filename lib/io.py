@@ -1,0 +1,115 @@
+"""All reads and writes of Delta tables and landing files. Transformations never touch storage; jobs call these."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQueryException
+
+from lib.config import Config
+
+
+class TableNotFound(LookupError):
+    pass
+
+
+def table_exists(spark: SparkSession, config: Config, table: str) -> bool:
+    return DeltaTable.isDeltaTable(spark, config.table_path(table))
+
+
+def read_table(spark: SparkSession, config: Config, table: str, version: int | None = None) -> DataFrame:
+    if not table_exists(spark, config, table):
+        raise TableNotFound(
+            f"{table} does not exist at {config.table_path(table)}; run the job that builds it first "
+            f"(`dmp pipeline run`)"
+        )
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(config.table_path(table))
+
+
+def table_version(spark: SparkSession, config: Config, table: str) -> int | None:
+    if not table_exists(spark, config, table):
+        return None
+    return DeltaTable.forPath(spark, config.table_path(table)).history(1).collect()[0]["version"]
+
+
+def append(df: DataFrame, config: Config, table: str, txn: tuple[str, int] | None = None) -> None:
+    """Append; with ``txn=(app_id, version)`` Delta skips a version it already committed (exactly-once retries)."""
+    writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
+    if txn is not None:
+        writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
+    writer.save(config.table_path(table))
+
+
+def merge_upsert(
+    spark: SparkSession,
+    df: DataFrame,
+    config: Config,
+    table: str,
+    keys: Sequence[str],
+    newer_than: str | None = None,
+    delete_missing: bool = False,
+) -> dict[str, int]:
+    """MERGE ``df`` into ``table`` on ``keys``; creates the table on first use. Returns Delta's operation metrics.
+
+    ``newer_than``: update a matched row only when the source's column is greater (a late, older version of a
+    record never overwrites a newer one). Without it, matched rows are updated only when a value changed, so a
+    re-run on the same input commits no row changes. ``delete_missing`` removes target rows absent from ``df``
+    (for tables recomputed whole, such as gold aggregates).
+    """
+    path = config.table_path(table)
+    if not DeltaTable.isDeltaTable(spark, path):
+        df.limit(0).write.format("delta").save(path)
+    target = DeltaTable.forPath(spark, path)
+    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    if newer_than:
+        changed = f"s.`{newer_than}` > t.`{newer_than}`"
+    else:
+        changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in df.columns if c not in keys) or "false"
+    merge = (
+        target.alias("t")
+        .merge(df.alias("s"), on)
+        .whenMatchedUpdateAll(condition=changed)
+        .whenNotMatchedInsertAll()
+    )
+    if delete_missing:
+        merge = merge.whenNotMatchedBySourceDelete()
+    merge.execute()
+    metrics = target.history(1).collect()[0]["operationMetrics"] or {}
+    return {k: int(v) for k, v in metrics.items() if v.isdigit()}
+
+
+def process_new_rows(
+    stream: DataFrame, checkpoint: str, process_batch: Callable[[DataFrame, int], None]
+) -> None:
+    """Run ``process_batch`` over everything ``stream`` has not yet delivered, then stop.
+
+    Structured Streaming with ``availableNow`` and a checkpoint: each file or table version is processed exactly
+    once across runs, and a batch that raised is not committed, so the next run retries it. An exception raised by
+    ``process_batch`` is re-raised as itself, not wrapped in Spark's StreamingQueryException.
+    """
+    raised: list[BaseException] = []
+
+    def guarded(batch: DataFrame, batch_id: int) -> None:
+        try:
+            process_batch(batch, batch_id)
+        except BaseException as error:
+            raised.append(error)
+            raise
+
+    query = (
+        stream.writeStream.foreachBatch(guarded)
+        .option("checkpointLocation", checkpoint)
+        .trigger(availableNow=True)
+        .start()
+    )
+    try:
+        query.awaitTermination()
+    except StreamingQueryException:
+        if raised:
+            raise raised[0] from None
+        raise

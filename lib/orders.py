@@ -1,0 +1,97 @@
+"""Orders: bronze text -> typed, checked silver orders and order lines -> gold daily revenue. Pure DataFrame functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from lib.schemas import TableSchema
+
+LINEAGE = ["_record_id", "_source_file", "_ingested_at"]
+REVENUE_STATUSES = ["placed", "shipped", "delivered"]
+
+
+def typed_records(bronze: DataFrame, schema: TableSchema) -> DataFrame:
+    """Parse bronze ``value`` with every leaf as text, cast to the schema's types and name what did not cast."""
+    parsed = bronze.withColumn("raw", F.from_json("value", schema.raw_struct()))
+    return parsed.select(
+        *LINEAGE,
+        "value",
+        "_parse_error",
+        schema.cast_errors("raw").alias("_cast_errors"),
+        *schema.typed_columns("raw"),
+    )
+
+
+def orders_with_checks(orders: DataFrame, known_customer_ids: DataFrame) -> DataFrame:
+    """Add the derived columns that silver.orders' expectations check (referential integrity, item sanity, time)."""
+    known = known_customer_ids.select(F.col("customer_id").alias("_known_id")).distinct()
+    return (
+        orders.join(F.broadcast(known), orders.customer_id == known._known_id, "left")
+        .withColumn("_customer_known", F.when(F.col("customer_id").isNotNull(), F.col("_known_id").isNotNull()))
+        .drop("_known_id")
+        .withColumn("_item_count", F.coalesce(F.size("items"), F.lit(0)))
+        .withColumn("_min_unit_price", F.array_min("items.unit_price"))
+        .withColumn("_min_quantity", F.array_min("items.quantity"))
+        .withColumn("_seconds_ahead_of_ingest", F.unix_timestamp("order_ts") - F.unix_timestamp("_ingested_at"))
+        .withColumn(
+            "_total_minus_items",
+            F.col("total_amount")
+            - F.aggregate("items", F.lit(0.0), lambda acc, i: acc + (i.quantity * i.unit_price).cast("double")),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Deduplicated:
+    rows: DataFrame
+    exact_duplicates: int
+    superseded: int
+
+
+def latest_versions(records: DataFrame, key: list[str], version_column: str) -> Deduplicated:
+    """Drop exact re-sends of a record, then keep the newest version per key (ties: the later ingested)."""
+    distinct = records.dropDuplicates(["value"])
+    newest_first = Window.partitionBy(*key).orderBy(
+        F.col(version_column).desc(), F.col("_ingested_at").desc(), F.col("_record_id").desc()
+    )
+    latest = distinct.withColumn("_rank", F.row_number().over(newest_first)).filter("_rank = 1").drop("_rank")
+    total, unique, kept = records.count(), distinct.count(), latest.count()
+    return Deduplicated(latest, exact_duplicates=total - unique, superseded=unique - kept)
+
+
+def silver_orders(checked: DataFrame, schema: TableSchema) -> DataFrame:
+    return checked.select(*schema.column_names, *LINEAGE)
+
+
+def silver_order_items(orders: DataFrame) -> DataFrame:
+    lines = orders.select(
+        "order_id", "customer_id", "order_ts", "updated_at", F.posexplode("items").alias("line_index", "item")
+    )
+    return lines.select(
+        "order_id",
+        (F.col("line_index") + 1).cast("int").alias("line_no"),
+        "customer_id",
+        "order_ts",
+        "updated_at",
+        "item.product_id",
+        "item.quantity",
+        "item.unit_price",
+        (F.col("item.quantity") * F.col("item.unit_price")).cast("decimal(14,2)").alias("line_amount"),
+    )
+
+
+def daily_revenue(orders: DataFrame) -> DataFrame:
+    """Revenue per UTC day from orders that were not cancelled or returned."""
+    revenue_orders = orders.filter(F.col("status").isin(REVENUE_STATUSES))
+    return (
+        revenue_orders.groupBy(F.to_date("order_ts").alias("order_date"))
+        .agg(
+            F.count("*").alias("orders"),
+            F.countDistinct("customer_id").alias("customers"),
+            F.sum("total_amount").cast("decimal(16,2)").alias("revenue"),
+        )
+        .withColumn("average_order_value", F.round(F.col("revenue") / F.col("orders"), 2).cast("decimal(14,2)"))
+    )

@@ -1,0 +1,125 @@
+"""Running jobs: a run id, the gate-and-quarantine step every layer shares, row accounting and ops tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lib import io
+from lib.config import Config
+from lib.quality import FAILED_RULES, GateFailed, GateResult, validate
+
+JOB_RUNS = "ops.job_runs"
+QUALITY_RESULTS = "ops.quality_results"
+
+
+@dataclass
+class TableRun:
+    """Row accounting for one table in one run: rows_in = published + quarantined + deduplicated."""
+
+    table: str
+    rows_in: int = 0
+    published: int = 0
+    quarantined: int = 0
+    deduplicated: int = 0
+    details: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_in == self.published + self.quarantined + self.deduplicated
+
+    def add(self, **counts: int) -> None:
+        for name, value in counts.items():
+            if hasattr(self, name) and name != "table":
+                setattr(self, name, getattr(self, name) + value)
+            else:
+                self.details[name] = self.details.get(name, 0) + value
+
+
+@dataclass
+class JobRun:
+    run_id: str
+    job: str
+    status: str
+    tables: list[TableRun]
+    seconds: float
+    started_at: dt.datetime
+    error: str | None = None
+
+
+@dataclass
+class JobContext:
+    spark: SparkSession
+    config: Config
+    run_id: str
+    tables: dict[str, TableRun] = field(default_factory=dict)
+
+    def accounting(self, table: str) -> TableRun:
+        """The row accounting of ``table`` in this run; kept even when the job fails part way."""
+        return self.tables.setdefault(table, TableRun(table))
+
+    def gate(self, df: DataFrame, table: str, id_columns: list[str], quarantine: str) -> GateResult:
+        """Validate ``df`` for ``table``; record results, quarantine failing rows, raise GateFailed over threshold.
+
+        Quarantine is merged on ``id_columns`` so a retried batch does not quarantine a row twice.
+        """
+        result = validate(df, table, id_columns, self.config.gates.max_ratio_for(table))
+        now = dt.datetime.now(dt.timezone.utc)
+        io.append(self.spark.createDataFrame(result.quality_rows(self.run_id, now), QUALITY_SCHEMA), self.config,
+                  QUALITY_RESULTS)
+        if result.rows_failed:
+            failed = result.failed_rows.select(
+                FAILED_RULES, *[c for c in result.failed_rows.columns if c != FAILED_RULES],
+                F.lit(now).alias("_quarantined_at"), F.lit(self.run_id).alias("_run_id"),
+            )
+            io.merge_upsert(self.spark, failed, self.config, quarantine, id_columns)
+        if not result.passed:
+            raise GateFailed(result.failure_message())
+        return result
+
+
+QUALITY_SCHEMA = (
+    "run_id string, table_name string, rule string, expectation_type string, column_name string, severity string, "
+    "success boolean, element_count long, unexpected_count long, checked_at timestamp"
+)
+JOB_RUN_SCHEMA = (
+    "run_id string, job string, table_name string, status string, rows_in long, published long, quarantined long, "
+    "deduplicated long, balanced boolean, details map<string,long>, seconds double, started_at timestamp, "
+    "error string"
+)
+
+JobFunction = Callable[[JobContext], None]
+
+
+def new_run_id() -> str:
+    return f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def run_job(name: str, function: JobFunction, spark: SparkSession, config: Config, run_id: str) -> JobRun:
+    """Run one job, time it and record it in ops.job_runs whatever the outcome. Never raises for a job failure."""
+    started = dt.datetime.now(dt.timezone.utc)
+    clock = time.monotonic()
+    context = JobContext(spark, config, run_id)
+    try:
+        function(context)
+        status, error = "succeeded", None
+    except (GateFailed, io.TableNotFound) as failure:
+        status, error = "failed", str(failure)
+    run = JobRun(run_id, name, status, list(context.tables.values()), time.monotonic() - clock, started, error)
+    _record(spark, config, run)
+    return run
+
+
+def _record(spark: SparkSession, config: Config, run: JobRun) -> None:
+    rows = [
+        (run.run_id, run.job, t.table, run.status, t.rows_in, t.published, t.quarantined, t.deduplicated,
+         t.balanced, t.details, run.seconds, run.started_at, run.error)
+        for t in run.tables or [TableRun(table="")]
+    ]
+    io.append(spark.createDataFrame(rows, JOB_RUN_SCHEMA), config, JOB_RUNS)

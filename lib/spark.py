@@ -1,0 +1,43 @@
+"""Builds the one SparkSession every job uses: Delta enabled, UTC, shuffles sized to the machine, quiet logs."""
+
+from __future__ import annotations
+
+import os
+
+from delta import configure_spark_with_delta_pip
+from pyspark.sql import SparkSession
+
+from lib.config import Config
+
+
+def shuffle_partitions(config: Config) -> int:
+    if config.spark.shuffle_partitions:
+        return config.spark.shuffle_partitions
+    return 2 * (os.cpu_count() or 2)
+
+
+def spark_session(config: Config) -> SparkSession:
+    """Return the active session if one exists (spark-submit, Databricks, tests), else start one from config."""
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    builder = (
+        SparkSession.builder.appName(config.spark.app_name)
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", str(shuffle_partitions(config)))
+        .config("spark.ui.enabled", str(config.spark.ui_enabled).lower())
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.memory", config.spark.driver_memory)
+        # Small local tables: many tiny files cost more than they parallelise.
+        .config("spark.databricks.delta.snapshotPartitions", "2")
+        .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "2")
+    )
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        # Not launched by spark-submit: the master comes from config and the Delta jars are fetched through
+        # spark.jars.packages (Maven Central) by delta-spark's helper. Under spark-submit.sh both are given there.
+        builder = configure_spark_with_delta_pip(builder.master(config.spark.master))
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(config.spark.log_level)
+    return spark
