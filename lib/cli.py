@@ -172,9 +172,13 @@ def summary_table(runs: list[JobRun]) -> Table:
     return table
 
 
-def main() -> None:  # pragma: no cover - console script shim
-    app(prog_name="dmp")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def run_submitted_job(job: str) -> None:
+    """Entry point of jobs/<job>.py under spark-submit: config from DMP_* variables, exit code 1 on failure."""
+    try:
+        _state["config"] = load_config()
+        _run_and_report([job])
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except ConfigError as error:
+        console.print(f"[red]config error:[/red] {error}")
+        sys.exit(2)

@@ -18,7 +18,6 @@ import logging
 import re
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import great_expectations as gx
 from great_expectations.core import ExpectationSuite
@@ -26,7 +25,9 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
+from lib import PROJECT_ROOT
+
+EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 FAILED_RULES = "_failed_rules"
 _QUERY = re.compile(r"^df\.filter\(F\.expr\((?P<literal>.*)\)\)$", re.DOTALL)
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import yaml
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+from lib import PROJECT_ROOT
+
+SCHEMA_DIR = PROJECT_ROOT / "schemas"
 
 
 @dataclass(frozen=True)

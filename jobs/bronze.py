@@ -1,0 +1,6 @@
+"""spark-submit entry point for the `bronze` job: `./spark-submit.sh bronze [spark-submit options]`."""
+
+from lib.cli import run_submitted_job
+
+if __name__ == "__main__":
+    run_submitted_job("bronze")

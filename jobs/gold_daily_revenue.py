@@ -1,0 +1,6 @@
+"""spark-submit entry point for the `gold_daily_revenue` job: `./spark-submit.sh gold_daily_revenue [spark-submit options]`."""
+
+from lib.cli import run_submitted_job
+
+if __name__ == "__main__":
+    run_submitted_job("gold_daily_revenue")

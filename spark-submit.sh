@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Submit one dmp job to any Spark master: ./spark-submit.sh <job> [spark-submit options ...]
+#   ./spark-submit.sh bronze                                  # local[*]
+#   ./spark-submit.sh silver_orders --master spark://host:7077 --executor-memory 4g
+# Adds the Delta package (resolved from Maven Central) and its configs, ships the `lib` package to executors as a
+# zip, and passes config through DMP_* environment variables (see README). Set SPARK_HOME to use an installed
+# Spark; otherwise the spark-submit that pyspark installed into .venv is used.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+job=${1:-}
+if [ -z "$job" ] || [ ! -f "$here/jobs/$job.py" ]; then
+  echo "usage: ./spark-submit.sh <job> [spark-submit options]; jobs: $(cd "$here/jobs" && ls *.py | sed 's/\.py$//' | tr '\n' ' ')" >&2
+  exit 2
+fi
+shift
+python=${DMP_PYTHON:-$here/.venv/bin/python}
+[ -x "$python" ] || { echo "no Python at $python: run ./dev.sh setup first (or set DMP_PYTHON)" >&2; exit 2; }
+if [ -n "${SPARK_HOME:-}" ]; then submit="$SPARK_HOME/bin/spark-submit"; else submit="$(dirname "$python")/spark-submit"; fi
+delta_package=$("$python" - <<'PY'
+from importlib.metadata import version
+spark = ".".join(version("pyspark").split(".")[:2])
+print(f"io.delta:delta-spark_{spark}_2.13:{version('delta-spark')}")
+PY
+)
+mkdir -p "$here/build"
+(cd "$here" && rm -f build/dmp_lib.zip && zip -qr build/dmp_lib.zip lib -x '*__pycache__*')
+export DMP_HOME="$here" PYSPARK_PYTHON="${PYSPARK_PYTHON:-$python}" PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$python}"
+exec "$submit" \
+  --master "${DMP_SPARK__MASTER:-local[*]}" \
+  --name "dmp-$job" \
+  --packages "$delta_package" \
+  --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension \
+  --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog \
+  --conf spark.sql.session.timeZone=UTC \
+  --conf spark.ui.showConsoleProgress=false \
+  --py-files "$here/build/dmp_lib.zip" \
+  "$@" \
+  "$here/jobs/$job.py"
