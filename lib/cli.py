@@ -133,9 +133,14 @@ def demo(
 
 
 def _run_and_report(jobs: list[str] | None) -> None:
-    from lib.pipeline import run_pipeline
+    from lib.pipeline import run_pipeline, selected_jobs
     from lib.spark import spark_session
 
+    try:
+        selected_jobs(jobs)
+    except ValueError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from error
     with console.status("starting Spark (the first start downloads the Delta jars) ..."):
         spark = spark_session(_config())
 
@@ -145,11 +150,7 @@ def _run_and_report(jobs: list[str] | None) -> None:
         if run.error:
             console.print(f"          {run.error}")
 
-    try:
-        runs = run_pipeline(spark, _config(), jobs, on_job_done=progress)
-    except ValueError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from error
+    runs = run_pipeline(spark, _config(), jobs, on_job_done=progress)
     console.print(summary_table(runs))
     if any(r.status != "succeeded" for r in runs):
         raise typer.Exit(1)

@@ -29,6 +29,14 @@ def dependency_order(jobs: dict[str, Job] = PIPELINE) -> list[str]:
     return ordered
 
 
+def selected_jobs(jobs: Iterable[str] | None) -> set[str]:
+    selected = set(jobs) if jobs is not None else set(PIPELINE)
+    unknown = selected - set(PIPELINE)
+    if unknown:
+        raise ValueError(f"unknown job(s) {sorted(unknown)}; known: {', '.join(dependency_order())}")
+    return selected
+
+
 def run_pipeline(
     spark: SparkSession,
     config: Config,
@@ -36,10 +44,7 @@ def run_pipeline(
     on_job_done: Callable[[JobRun], None] = lambda run: None,
 ) -> list[JobRun]:
     """Run ``jobs`` (default: all) in dependency order under one run id. Jobs downstream of a failure are skipped."""
-    selected = set(jobs) if jobs is not None else set(PIPELINE)
-    unknown = selected - set(PIPELINE)
-    if unknown:
-        raise ValueError(f"unknown job(s) {sorted(unknown)}; known: {', '.join(dependency_order())}")
+    selected = selected_jobs(jobs)
     run_id = new_run_id()
     failed: set[str] = set()
     runs: list[JobRun] = []

@@ -1,0 +1,58 @@
+"""The CLI and the spark-submit path, as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lib.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_help_lists_every_command():
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("generate", "run", "pipeline", "show", "demo"):
+        assert command in result.output
+
+
+def test_pipeline_list_shows_jobs_in_dependency_order():
+    result = CliRunner().invoke(app, ["pipeline", "list"])
+    assert result.exit_code == 0
+    positions = [result.output.index(job) for job in ("bronze", "silver_orders", "gold_daily_revenue")]
+    assert positions == sorted(positions)
+
+
+def test_bad_config_environment_gives_a_clear_error():
+    result = CliRunner().invoke(app, ["pipeline", "list"], env={"DMP_SPARK__SHUFFLE_PARTITIONS": "many"})
+    assert result.exit_code == 2
+    assert "DMP_SPARK__SHUFFLE_PARTITIONS" in result.output
+
+
+def test_unknown_job_is_refused_with_the_known_ones(tmp_path):
+    result = CliRunner().invoke(app, ["run", "silver_unicorns"], env={"DMP_LAKEHOUSE_ROOT": str(tmp_path)})
+    assert result.exit_code == 2
+    assert "silver_orders" in result.output
+
+
+@pytest.mark.slow
+def test_spark_submit_runs_a_job_on_local_master(tmp_path):
+    landing = tmp_path / "landing"
+    (landing / "orders").mkdir(parents=True)
+    (landing / "orders" / "orders_1.jsonl").write_text('{"order_id": "o-1"}\n{"order_id": \n')
+    for source in ("customers", "events"):
+        (landing / source).mkdir()
+    (landing / "customers" / "c.csv").write_text("customer_id,email\n")
+    (landing / "events" / "e.jsonl").write_text("")
+    env = {**os.environ, "DMP_LANDING_ROOT": str(landing), "DMP_LAKEHOUSE_ROOT": str(tmp_path / "lake"),
+           "DMP_SPARK__MASTER": "local[1]"}
+    done = subprocess.run([str(ROOT / "spark-submit.sh"), "bronze"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "bronze.orders" in done.stdout and "succeeded" in done.stdout
+    assert (tmp_path / "lake" / "bronze" / "orders" / "_delta_log").is_dir()

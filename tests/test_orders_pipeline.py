@@ -1,0 +1,176 @@
+"""End to end on generated landing files: bronze -> gate -> silver -> gate -> gold, checked against ground truth."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from lib import io
+from lib.generate import DirtRates, GeneratorSettings, generate
+from lib.pipeline import run_pipeline
+from tests.conftest import make_config
+
+pytestmark = pytest.mark.slow
+
+# Which gate rule each kind of injected order dirt must be quarantined under.
+QUARANTINE_RULE = {
+    "malformed_json": "parses_as_json",
+    "wrong_type": "values_have_declared_types",
+    "null_required": "has_customer_id",
+    "negative_price": "unit_prices_not_negative",
+    "future_timestamp": "order_ts_not_in_future",
+    "unknown_customer": "customer_is_known",
+}
+DEDUPLICATED_KINDS = {"exact_duplicate", "resent_newer"}
+# Dirt rates high enough that every kind appears several times in a small sample.
+RATES = DirtRates(exact_duplicate=0.03, resent_newer=0.03, null_required=0.02, malformed_json=0.02, wrong_type=0.02,
+                  negative_price=0.02, future_timestamp=0.02, unknown_customer=0.02)
+
+
+@pytest.fixture(scope="module")
+def landing(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("landing")
+    generate(root, GeneratorSettings(customers=120, days=6, seed=11, products=40, rates=RATES))
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_run(spark, landing, tmp_path_factory):
+    config = make_config(tmp_path_factory.mktemp("run"), landing, max_error_ratio=0.3)
+    runs = run_pipeline(spark, config)
+    return config, {t.table: t for run in runs for t in run.tables}, runs
+
+
+def dirty_orders(landing: Path) -> list[dict]:
+    with (landing / "ground_truth" / "dirt_records.csv").open() as handle:
+        return [row for row in csv.DictReader(handle) if row["source"] == "orders"]
+
+
+def order_kinds(landing: Path) -> dict[str, int]:
+    return json.loads((landing / "ground_truth" / "dirt.json").read_text())["sources"]["orders"]["kinds"]
+
+
+def test_pipeline_succeeds_and_every_table_balances(first_run):
+    _, tables, runs = first_run
+    assert [r.status for r in runs] == ["succeeded"] * len(runs), [r.error for r in runs]
+    for name in ("bronze.orders", "silver.orders", "silver.order_items", "gold.daily_revenue"):
+        t = tables[name]
+        assert t.rows_in > 0, name
+        assert t.rows_in == t.published + t.quarantined + t.deduplicated, name
+
+
+def test_bronze_keeps_every_landed_line(spark, first_run, landing):
+    config, tables, _ = first_run
+    truth = json.loads((landing / "ground_truth" / "dirt.json").read_text())["sources"]["orders"]
+    assert tables["bronze.orders"].rows_in == truth["rows_written"]
+    assert io.read_table(spark, config, "bronze.orders").count() == truth["rows_written"]
+
+
+def test_every_injected_order_fault_is_quarantined_under_its_rule(spark, first_run, landing):
+    config, tables, _ = first_run
+    quarantine = io.read_table(spark, config, "quarantine.orders").select("value", "order_id", "_failed_rules")
+    rows = quarantine.collect()
+    for record in dirty_orders(landing):
+        rule = QUARANTINE_RULE.get(record["kind"])
+        if rule is None:
+            continue
+        hits = [r for r in rows if r["order_id"] == record["key"] or f'"{record["key"]}"' in r["value"]]
+        assert any(rule in r["_failed_rules"] for r in hits), f"{record} not quarantined under {rule}: {hits}"
+    kinds = order_kinds(landing)
+    assert tables["silver.orders"].quarantined == sum(kinds[k] for k in QUARANTINE_RULE)
+
+
+def test_duplicates_and_resends_are_counted_as_deduplicated_not_published(spark, first_run, landing):
+    config, tables, _ = first_run
+    kinds = order_kinds(landing)
+    silver = tables["silver.orders"]
+    assert silver.details["exact_duplicates"] == kinds["exact_duplicate"]
+    assert silver.details["superseded"] == kinds["resent_newer"]
+    assert silver.deduplicated == kinds["exact_duplicate"] + kinds["resent_newer"]
+    published = io.read_table(spark, config, "silver.orders")
+    assert published.count() == published.select("order_id").distinct().count() == silver.published
+    superseded = [r["key"] for r in dirty_orders(landing) if r["kind"] == "resent_newer"]
+    # The older version lost: what was published is the newest updated_at seen for that order.
+    bronze_versions = (
+        io.read_table(spark, config, "bronze.orders")
+        .select(F.get_json_object("value", "$.order_id").alias("order_id"),
+                F.get_json_object("value", "$.updated_at").cast("timestamp").alias("updated_at"))
+        .filter(F.col("order_id").isin(superseded))
+        .groupBy("order_id").agg(F.max("updated_at").alias("newest"))
+    )
+    stale = published.join(bronze_versions, "order_id").filter("updated_at <> newest").count()
+    assert stale == 0
+
+
+def test_malformed_json_line_is_kept_in_bronze_as_text_and_quarantined(spark, first_run, landing):
+    config, _, _ = first_run
+    malformed = [r["key"] for r in dirty_orders(landing) if r["kind"] == "malformed_json"]
+    assert malformed
+    bronze = io.read_table(spark, config, "bronze.orders").filter("_parse_error IS NOT NULL").collect()
+    assert sorted(k for k in malformed if any(f'"{k}"' in r["value"] for r in bronze)) == sorted(malformed)
+    quarantined = io.read_table(spark, config, "quarantine.orders").filter(
+        F.array_contains("_failed_rules", "parses_as_json")).count()
+    assert quarantined == len(malformed)
+
+
+def test_gold_daily_revenue_matches_silver_orders(spark, first_run):
+    config, _, _ = first_run
+    gold = io.read_table(spark, config, "gold.daily_revenue")
+    silver = io.read_table(spark, config, "silver.orders").filter(F.col("status").isin("placed", "shipped", "delivered"))
+    assert gold.agg(F.sum("revenue")).first()[0] == silver.agg(F.sum("total_amount")).first()[0]
+    assert gold.agg(F.sum("orders")).first()[0] == silver.count()
+
+
+def test_ops_tables_record_the_run_and_every_expectation(spark, first_run):
+    config, tables, runs = first_run
+    job_runs = io.read_table(spark, config, "ops.job_runs").filter(F.col("run_id") == runs[0].run_id)
+    assert job_runs.filter("status = 'succeeded' AND balanced").count() == len(tables)
+    results = io.read_table(spark, config, "ops.quality_results").filter("table_name = 'silver.orders'")
+    failed_rules = {r["rule"] for r in results.filter("NOT success").collect()}
+    assert set(QUARANTINE_RULE.values()) <= failed_rules
+
+
+def test_second_run_on_same_landing_changes_no_table(spark, first_run):
+    config, _, _ = first_run
+    tables = ["bronze.orders", "silver.orders", "silver.order_items", "gold.daily_revenue", "quarantine.orders"]
+    before = {t: io.read_table(spark, config, t).drop("_run_id", "_quarantined_at").collect() for t in tables}
+    versions = {t: io.table_version(spark, config, t) for t in ("bronze.orders", "silver.orders")}
+    runs = run_pipeline(spark, config)
+    assert all(r.status == "succeeded" for r in runs)
+    rerun = {t.table: t for r in runs for t in r.tables}
+    assert rerun["bronze.orders"].rows_in == 0 and rerun["silver.orders"].rows_in == 0
+    for table in tables:
+        after = io.read_table(spark, config, table).drop("_run_id", "_quarantined_at").collect()
+        assert sorted(map(repr, after)) == sorted(map(repr, before[table])), table
+    assert {t: io.table_version(spark, config, t) for t in versions} == versions
+
+
+def test_gate_over_threshold_fails_the_job_and_leaves_silver_unchanged(spark, landing, tmp_path):
+    first_day = tmp_path / "landing"
+    for source in ("orders", "customers", "events"):
+        (first_day / source).mkdir(parents=True)
+        shutil.copy(sorted((landing / source).iterdir())[0], first_day / source)
+    config = make_config(tmp_path, first_day, max_error_ratio=0.3)
+    assert all(r.status == "succeeded" for r in run_pipeline(spark, config))
+    version = io.table_version(spark, config, "silver.orders")
+    silver_before = io.read_table(spark, config, "silver.orders").count()
+
+    strangers = [json.dumps({"order_id": f"o-x{i}", "customer_id": f"c-unknown-{i}", "order_ts": "2026-01-02T10:00:00Z",
+                             "updated_at": "2026-01-02T10:00:00Z", "status": "placed", "channel": "web",
+                             "currency": "EUR", "items": [{"product_id": "p-0001", "quantity": 1, "unit_price": 5.0}],
+                             "total_amount": 5.0}) for i in range(20)]
+    (first_day / "orders" / "orders_late_batch.jsonl").write_text("\n".join(strangers) + "\n")
+    runs = {r.job: r for r in run_pipeline(spark, config)}
+    assert runs["silver_orders"].status == "failed"
+    assert "customer_is_known=20" in runs["silver_orders"].error
+    assert runs["gold_daily_revenue"].status == "skipped"
+    assert io.table_version(spark, config, "silver.orders") == version
+    assert io.read_table(spark, config, "silver.orders").count() == silver_before
+    assert io.read_table(spark, config, "quarantine.orders").filter(F.col("order_id").startswith("o-x")).count() == 20
+    failed = io.read_table(spark, config, "ops.job_runs").filter("job = 'silver_orders' AND status = 'failed'")
+    assert failed.count() >= 1
