@@ -1,4 +1,4 @@
-"""spark-submit entry point for the `bronze` job: `./spark-submit.sh bronze [spark-submit options]`."""
+"""spark-submit entry point: `./spark-submit.sh bronze [spark-submit options]`."""
 
 from lib.cli import run_submitted_job
 

@@ -1,4 +1,4 @@
-"""spark-submit entry point for the `gold_daily_revenue` job: `./spark-submit.sh gold_daily_revenue [spark-submit options]`."""
+"""spark-submit entry point: `./spark-submit.sh gold_daily_revenue [spark-submit options]`."""
 
 from lib.cli import run_submitted_job
 

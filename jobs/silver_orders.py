@@ -1,4 +1,4 @@
-"""spark-submit entry point for the `silver_orders` job: `./spark-submit.sh silver_orders [spark-submit options]`."""
+"""spark-submit entry point: `./spark-submit.sh silver_orders [spark-submit options]`."""
 
 from lib.cli import run_submitted_job
 

@@ -55,7 +55,8 @@ def generate(
     out: Annotated[Optional[Path], typer.Option(help="Landing folder (default: landing_root from config).")] = None,
 ) -> None:
     """Write sample landing files of every source, with known dirt, and ground_truth/ describing it."""
-    from lib.generate import GeneratorSettings, generate as write_landing
+    from lib.generate import GeneratorSettings
+    from lib.generate import generate as write_landing
 
     target = out or Path(_config().landing_root)
     settings = GeneratorSettings(customers=customers, days=days, seed=seed,
@@ -111,7 +112,8 @@ def show(
     except io.TableNotFound as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from error
-    console.print(f"{table}: {df.count():,} rows (Delta version {version if version is not None else io.table_version(spark, _config(), table)})")
+    shown_version = version if version is not None else io.table_version(spark, _config(), table)
+    console.print(f"{table}: {df.count():,} rows (Delta version {shown_version})")
     df.show(limit, truncate=40)
 
 
@@ -144,13 +146,20 @@ def _run_and_report(jobs: list[str] | None) -> None:
     with console.status("starting Spark (the first start downloads the Delta jars) ..."):
         spark = spark_session(_config())
 
+    spinner = console.status("")
+
+    def started(job: str) -> None:
+        spinner.update(f"running {job} ...")
+        spinner.start()
+
     def progress(run: JobRun) -> None:
+        spinner.stop()
         colour = {"succeeded": "green", "failed": "red"}.get(run.status, "yellow")
         console.print(f"[{colour}]{run.status:>9}[/{colour}] {run.job} ({run.seconds:.1f} s)")
         if run.error:
             console.print(f"          {run.error}")
 
-    runs = run_pipeline(spark, _config(), jobs, on_job_done=progress)
+    runs = run_pipeline(spark, _config(), jobs, on_job_start=started, on_job_done=progress)
     console.print(summary_table(runs))
     if any(r.status != "succeeded" for r in runs):
         raise typer.Exit(1)

@@ -1,4 +1,4 @@
-"""Orders: bronze text -> typed, checked silver orders and order lines -> gold daily revenue. Pure DataFrame functions."""
+"""Orders: bronze text -> typed, checked silver orders and lines -> gold daily revenue. Pure DataFrame functions."""
 
 from __future__ import annotations
 

@@ -41,6 +41,7 @@ def run_pipeline(
     spark: SparkSession,
     config: Config,
     jobs: Iterable[str] | None = None,
+    on_job_start: Callable[[str], None] = lambda job: None,
     on_job_done: Callable[[JobRun], None] = lambda run: None,
 ) -> list[JobRun]:
     """Run ``jobs`` (default: all) in dependency order under one run id. Jobs downstream of a failure are skipped."""
@@ -57,6 +58,7 @@ def run_pipeline(
             failed.add(name)
             run = JobRun(run_id, name, "skipped", [], 0.0, None, f"upstream job failed: {', '.join(blocked)}")
         else:
+            on_job_start(name)
             run = run_job(name, job.run, spark, config, run_id)
             if run.status != "succeeded":
                 failed.add(name)

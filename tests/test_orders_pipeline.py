@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 
 from lib import io
 from lib.generate import DirtRates, GeneratorSettings, generate
+from lib.orders import REVENUE_STATUSES
 from lib.pipeline import run_pipeline
 from tests.conftest import make_config
 
@@ -121,7 +122,7 @@ def test_malformed_json_line_is_kept_in_bronze_as_text_and_quarantined(spark, fi
 def test_gold_daily_revenue_matches_silver_orders(spark, first_run):
     config, _, _ = first_run
     gold = io.read_table(spark, config, "gold.daily_revenue")
-    silver = io.read_table(spark, config, "silver.orders").filter(F.col("status").isin("placed", "shipped", "delivered"))
+    silver = io.read_table(spark, config, "silver.orders").filter(F.col("status").isin(*REVENUE_STATUSES))
     assert gold.agg(F.sum("revenue")).first()[0] == silver.agg(F.sum("total_amount")).first()[0]
     assert gold.agg(F.sum("orders")).first()[0] == silver.count()
 
