@@ -168,16 +168,18 @@ def _run_and_report(jobs: list[str] | None) -> None:
 def summary_table(runs: list[JobRun]) -> Table:
     table = Table(
         "job", "table", "status", "rows in", "published", "quarantined", "deduplicated", "balanced", "seconds",
-        title=f"run {runs[0].run_id if runs else ''}",
+        "details", title=f"run {runs[0].run_id if runs else ''}",
     )
     for run in runs:
-        for t in run.tables or [None]:
+        if not run.tables:
+            table.add_row(run.job, "-", run.status, *["-"] * 5, f"{run.seconds:.1f}", "")
+        for t in run.tables:
             table.add_row(
-                run.job, t.table if t else "-", run.status,
-                *(f"{n:,}" if t else "-" for n in ((t.rows_in, t.published, t.quarantined, t.deduplicated)
-                                                   if t else (0, 0, 0, 0))),
-                ("yes" if t.balanced else "[red]NO[/red]") if t else "-",
+                run.job, t.table, run.status,
+                *(f"{n:,}" for n in (t.rows_in, t.published, t.quarantined, t.deduplicated)),
+                "yes" if t.balanced else "[red]NO[/red]",
                 f"{run.seconds:.1f}",
+                ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in t.details.items() if v),
             )
     return table
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from pyspark.sql import functions as F
 from lib import io
 from lib.config import Config
 from lib.quality import FAILED_RULES, GateFailed, GateResult, validate
+
+log = logging.getLogger(__name__)
 
 JOB_RUNS = "ops.job_runs"
 QUALITY_RESULTS = "ops.quality_results"
@@ -111,6 +114,9 @@ def run_job(name: str, function: JobFunction, spark: SparkSession, config: Confi
         status, error = "succeeded", None
     except (GateFailed, io.TableNotFound) as failure:
         status, error = "failed", str(failure)
+    except Exception as crash:  # noqa: BLE001 - a scheduler records any job crash and stops what depends on it
+        log.exception("job %s crashed", name)
+        status, error = "failed", f"{type(crash).__name__}: {str(crash).splitlines()[0] if str(crash) else ''}"
     run = JobRun(run_id, name, status, list(context.tables.values()), time.monotonic() - clock, started, error)
     _record(spark, config, run)
     return run

@@ -34,6 +34,9 @@ def spark_session(config: Config) -> SparkSession:
         .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "2")
     )
+    if config.spark.master.startswith("local"):
+        # A local session needs no network interface; binding to loopback also silences Spark's hostname warning.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
         # Not launched by spark-submit: the master comes from config and the Delta jars are fetched through
         # spark.jars.packages (Maven Central) by delta-spark's helper. Under spark-submit.sh both are given there.
