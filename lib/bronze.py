@@ -1,53 +1,105 @@
-"""Bronze: every received record kept as text, with where and when it arrived and why it did not parse."""
+"""Bronze: every received record kept as JSON text, with where and when it arrived and why it did not parse.
+
+Records are never typed here, so nothing can be lost to a bad value or a changed layout: a CSV row becomes a
+JSON object keyed by *its own file's* header (a new or missing column lands as it is; silver reports the drift),
+a JSON-array file becomes one record per element, a JSON-lines file one record per line.
+"""
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from lib.schemas import Source, table_schema
+from lib.schemas import Source
 
-CORRUPT = "_corrupt_record"
+# A comma followed by an even number of quotes is outside any quoted field (RFC 4180 quoting, "" escapes a quote).
+_CSV_DELIMITER = r',(?=(?:[^"]*"[^"]*")*[^"]*$)'
 
 
 def read_landing_stream(spark, landing_root: str, source: Source) -> DataFrame:
-    """A streaming read of a landing folder, one row per raw record, plus the file it came from."""
+    """A streaming read of a landing folder: one row per line (JSON lines) or per file (CSV, JSON array)."""
     path = f"{landing_root.rstrip('/')}/{source.path}"
-    if source.format == "jsonl":
-        stream = spark.readStream.format("text").load(path)
-    elif source.format == "csv":
-        schema = table_schema(source.schema).raw_struct().add(CORRUPT, "string")
-        stream = (
-            spark.readStream.format("csv")
-            .schema(schema)
-            .option("header", "true")
-            .option("mode", "PERMISSIVE")
-            .option("columnNameOfCorruptRecord", CORRUPT)
-            .load(path)
-        )
-    else:
-        raise ValueError(f"source {source.name}: unsupported format {source.format!r} (jsonl or csv)")
-    return stream.withColumn("_source_file", F.col("_metadata.file_path"))
+    reader = spark.readStream.format("text")
+    if source.format in ("csv", "json"):
+        # Whole files: a CSV row needs its file's header, a JSON array its brackets.
+        reader = reader.option("wholetext", "true")
+    elif source.format != "jsonl":
+        raise ValueError(f"source {source.name}: unsupported format {source.format!r} (jsonl, json or csv)")
+    return reader.load(path).withColumn("_source_file", F.col("_metadata.file_path"))
 
 
 def bronze_records(landed: DataFrame, source: Source, batch_id: int) -> DataFrame:
-    """Raw records -> bronze rows: ``value`` (the record as JSON text), ``_parse_error`` and ingestion metadata."""
-    if source.format == "jsonl":
-        value = F.col("value")
-        parse_error = F.when(
-            F.try_parse_json(value).isNull(), F.concat(F.lit("malformed JSON: "), F.substring(value, 1, 120))
-        )
-    else:
-        data_columns = [c for c in landed.columns if c not in (CORRUPT, "_source_file")]
-        value = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*data_columns)))
-        parse_error = F.when(
-            F.col(CORRUPT).isNotNull(), F.concat(F.lit("malformed CSV row: "), F.substring(F.col(CORRUPT), 1, 120))
-        )
-    return landed.select(
-        F.concat(F.lit(f"{batch_id}-"), F.monotonically_increasing_id().cast("string")).alias("_record_id"),
-        value.alias("value"),
-        parse_error.alias("_parse_error"),
-        F.col("_source_file"),
+    """Raw records -> bronze rows: ``value`` (JSON text), ``_parse_error``, ``_line`` and ingestion metadata."""
+    records = {"jsonl": _json_lines, "json": _json_array_elements, "csv": _csv_rows}[source.format](landed)
+    return records.select(
+        F.concat_ws("#", F.lit(batch_id), F.monotonically_increasing_id()).alias("_record_id"),
+        "value",
+        "_parse_error",
+        "_source_file",
+        "_line",
         F.current_timestamp().alias("_ingested_at"),
         F.lit(batch_id).cast("long").alias("_batch_id"),
     )
+
+
+def _json_lines(landed: DataFrame) -> DataFrame:
+    # The text source does not number lines; `_line` stays null for JSON lines.
+    return landed.select(
+        "value",
+        F.when(F.try_parse_json("value").isNull(), _error("malformed JSON", F.col("value"))).alias("_parse_error"),
+        "_source_file",
+        F.lit(None).cast("int").alias("_line"),
+    )
+
+
+def _json_array_elements(landed: DataFrame) -> DataFrame:
+    elements = landed.select("_source_file", "value", F.from_json("value", "array<string>").alias("elements"))
+    parsed = elements.filter(F.col("elements").isNotNull()).select(
+        "_source_file", F.posexplode("elements").alias("position", "value")
+    )
+    broken = elements.filter(F.col("elements").isNull()).select(
+        "_source_file", F.lit(-1).alias("position"), "value"
+    )
+    return parsed.unionByName(broken).select(
+        "value",
+        F.when(F.col("position") < 0, _error("not a JSON array of records", F.col("value"))).alias("_parse_error"),
+        "_source_file",
+        (F.col("position") + 1).cast("int").alias("_line"),
+    )
+
+
+def _csv_rows(landed: DataFrame) -> DataFrame:
+    lines = landed.select(
+        "_source_file", F.posexplode(F.split(F.regexp_replace("value", "\r\n", "\n"), "\n")).alias("index", "line")
+    ).filter(F.col("line") != "")
+    header = lines.filter("index = 0").select(
+        "_source_file",
+        # A blank header cell still needs a name to key the row's JSON object by.
+        F.transform(_csv_fields(F.col("line")), lambda name, i: F.coalesce(F.trim(name), F.concat(F.lit("_c"), i)))
+        .alias("header"),
+    )
+    rows = lines.filter("index > 0").join(header, "_source_file").withColumn("fields", _csv_fields(F.col("line")))
+    width_ok = F.size("fields") == F.size("header")
+    return rows.select(
+        F.when(width_ok, F.to_json(F.map_from_arrays("header", "fields"))).otherwise(F.col("line")).alias("value"),
+        F.when(
+            ~width_ok,
+            F.concat(F.lit("malformed CSV row: "), F.size("fields").cast("string"), F.lit(" fields, header has "),
+                     F.size("header").cast("string")),
+        ).alias("_parse_error"),
+        "_source_file",
+        (F.col("index") + 1).cast("int").alias("_line"),
+    )
+
+
+def _csv_fields(line: Column) -> Column:
+    """Split one CSV line into its fields: quotes removed, "" unescaped, empty fields null."""
+    unquoted = F.transform(
+        F.split(line, _CSV_DELIMITER),
+        lambda field: F.regexp_replace(F.regexp_replace(field, r'^"(.*)"$', "$1"), '""', '"'),
+    )
+    return F.transform(unquoted, lambda field: F.when(field != "", field))
+
+
+def _error(reason: str, raw: Column) -> Column:
+    return F.concat(F.lit(f"{reason}: "), F.substring(raw, 1, 120))

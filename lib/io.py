@@ -15,6 +15,12 @@ class TableNotFound(LookupError):
     pass
 
 
+def path_exists(spark: SparkSession, path: str) -> bool:
+    """Whether a file or folder exists, on any Hadoop filesystem (local, s3a://, abfss://, dbfs:/)."""
+    jvm_path = spark._jvm.org.apache.hadoop.fs.Path(path)
+    return jvm_path.getFileSystem(spark._jsc.hadoopConfiguration()).exists(jvm_path)
+
+
 def table_exists(spark: SparkSession, config: Config, table: str) -> bool:
     return DeltaTable.isDeltaTable(spark, config.table_path(table))
 

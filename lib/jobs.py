@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lib import io, orders
+from lib import customers, io, orders, silver
 from lib.bronze import bronze_records, read_landing_stream
+from lib.pii import pii_key
 from lib.runner import JobContext, JobFunction
-from lib.schemas import sources, table_schema
+from lib.schemas import countries, sources, table_schema
+
+
+@dataclass(frozen=True)
+class MergeCounts:
+    source: int
+    changed: int
+
+    @property
+    def unchanged(self) -> int:
+        return self.source - self.changed
+
+
+def _merge_counts(metrics: dict[str, int]) -> MergeCounts:
+    return MergeCounts(
+        source=metrics.get("numSourceRows", 0),
+        changed=metrics.get("numTargetRowsInserted", 0) + metrics.get("numTargetRowsUpdated", 0),
+    )
 
 
 def bronze(ctx: JobContext) -> None:
@@ -33,29 +52,46 @@ def bronze(ctx: JobContext) -> None:
             accounting.add(rows_in=counts["rows"], published=counts["rows"], malformed=counts["malformed"],
                            files=counts["files"])
 
+        folder = f"{ctx.config.landing_root.rstrip('/')}/{source.path}"
+        if not io.path_exists(ctx.spark, folder):
+            accounting.add(missing_landing_folder=1)
+            continue
         stream = read_landing_stream(ctx.spark, ctx.config.landing_root, source)
         io.process_new_rows(stream, ctx.config.checkpoint_path(table), append_batch)
 
 
-def silver_orders(ctx: JobContext) -> None:
-    """New bronze orders -> gate -> deduplicated silver.orders and silver.order_items, by MERGE."""
-    schema = table_schema("orders")
-    items_schema = table_schema("order_items")
-    known_customers = io.read_table(ctx.spark, ctx.config, "bronze.customers").select(
-        F.get_json_object("value", "$.customer_id").alias("customer_id")
-    ).filter("customer_id IS NOT NULL")
-    accounting = ctx.accounting("silver.orders")
-    items_accounting = ctx.accounting("silver.order_items")
+def _publish_silver(
+    ctx: JobContext,
+    entity: str,
+    with_checks: Callable[[DataFrame], DataFrame],
+    publish: Callable[[DataFrame], MergeCounts],
+) -> None:
+    """New rows of bronze.<entity> -> typed -> checked -> gate -> newest version per key -> ``publish`` (MERGE).
+
+    Each micro-batch is gated on its own; a failed gate raises before anything is merged, so the batch is not
+    committed and silver does not move. Rows: in = published + quarantined + deduplicated, where deduplicated
+    counts exact re-sends, older versions in the batch and versions not newer than what silver already holds.
+    """
+    bronze_table, silver_table = f"bronze.{entity}", f"silver.{entity}"
+    if not io.table_exists(ctx.spark, ctx.config, bronze_table):
+        raise io.TableNotFound(f"{bronze_table} does not exist yet; run `dmp run bronze` first")
+    schema = table_schema(entity)
+    accounting = ctx.accounting(silver_table)
 
     def publish_batch(batch: DataFrame, batch_id: int) -> None:
-        checked = orders.orders_with_checks(orders.typed_records(batch, schema), known_customers).cache()
-        accounting.add(rows_in=checked.count())
-        gate = ctx.gate(checked, "silver.orders", ["_record_id"], quarantine="quarantine.orders")
+        checked = with_checks(silver.typed_records(batch, schema)).cache()
+        counts = checked.agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.count("_new_columns").alias("records_with_new_columns"),
+            F.count("_missing_columns").alias("records_missing_columns"),
+        ).first()
+        accounting.add(rows_in=counts["rows"], records_with_new_columns=counts["records_with_new_columns"],
+                       records_missing_columns=counts["records_missing_columns"])
+        gate = ctx.gate(checked, silver_table, ["_record_id"], quarantine=f"quarantine.{entity}")
         accounting.add(quarantined=gate.rows_failed)
-        latest = orders.latest_versions(gate.passed_rows, list(schema.key), schema.version_column)
-        silver = orders.silver_orders(latest.rows, schema).cache()
-        merged = _merge_counts(io.merge_upsert(ctx.spark, silver, ctx.config, "silver.orders", schema.key,
-                                               newer_than=schema.version_column))
+        latest = silver.latest_versions(gate.passed_rows, list(schema.key), schema.version_column)
+        rows = latest.rows.cache()
+        merged = publish(rows)
         accounting.add(
             published=merged.changed,
             deduplicated=latest.exact_duplicates + latest.superseded + merged.unchanged,
@@ -63,20 +99,70 @@ def silver_orders(ctx: JobContext) -> None:
             superseded=latest.superseded,
             not_newer_than_published=merged.unchanged,
         )
-        # Only lines of order versions that won the MERGE: a late, older version must not add stale lines.
-        published = io.read_table(ctx.spark, ctx.config, "silver.orders").select(*schema.key, schema.version_column)
-        items = orders.silver_order_items(silver.join(published, [*schema.key, schema.version_column], "left_semi"))
-        merged_items = _merge_counts(io.merge_upsert(ctx.spark, items, ctx.config, "silver.order_items",
-                                                     items_schema.key, newer_than=items_schema.version_column))
-        items_accounting.add(rows_in=merged_items.source, published=merged_items.changed,
-                             deduplicated=merged_items.unchanged)
-        silver.unpersist()
+        rows.unpersist()
         checked.unpersist()
 
-    if not io.table_exists(ctx.spark, ctx.config, "bronze.orders"):
-        raise io.TableNotFound("bronze.orders does not exist yet; run `dmp run bronze` first")
-    stream = ctx.spark.readStream.format("delta").load(ctx.config.table_path("bronze.orders"))
-    io.process_new_rows(stream, ctx.config.checkpoint_path("silver.orders"), publish_batch)
+    stream = ctx.spark.readStream.format("delta").load(ctx.config.table_path(bronze_table))
+    io.process_new_rows(stream, ctx.config.checkpoint_path(silver_table), publish_batch)
+
+
+def _merge_newest(ctx: JobContext, rows: DataFrame, table: str, schema_name: str) -> MergeCounts:
+    schema = table_schema(schema_name)
+    return _merge_counts(io.merge_upsert(ctx.spark, rows, ctx.config, table, schema.key,
+                                         newer_than=schema.version_column))
+
+
+def silver_customers(ctx: JobContext) -> None:
+    """New bronze customers -> gate -> standardised silver.customers (PII hashed) and silver.customer_pii."""
+    key = pii_key(ctx.config)
+
+    def publish(rows: DataFrame) -> MergeCounts:
+        _merge_newest(ctx, customers.customer_pii(rows), "silver.customer_pii", "customers")
+        return _merge_newest(ctx, customers.pseudonymised_customers(rows, key), "silver.customers", "customers")
+
+    _publish_silver(ctx, "customers", lambda typed: customers.standardised_customers(typed, countries()), publish)
+
+
+def silver_products(ctx: JobContext) -> None:
+    """New bronze products -> gate -> silver.products."""
+    schema = table_schema("products")
+    _publish_silver(ctx, "products", lambda typed: typed,
+                    lambda rows: _merge_newest(ctx, silver.silver_columns(rows, schema), "silver.products",
+                                               "products"))
+
+
+def silver_campaigns(ctx: JobContext) -> None:
+    """New bronze campaigns -> gate -> silver.campaigns."""
+    schema = table_schema("campaigns")
+
+    def with_checks(typed: DataFrame) -> DataFrame:
+        return typed.withColumn("_days_running", F.datediff("end_date", "start_date"))
+
+    _publish_silver(ctx, "campaigns", with_checks,
+                    lambda rows: _merge_newest(ctx, silver.silver_columns(rows, schema), "silver.campaigns",
+                                               "campaigns"))
+
+
+def silver_orders(ctx: JobContext) -> None:
+    """New bronze orders -> gate (incl. known customers and products) -> silver.orders and silver.order_items."""
+    schema = table_schema("orders")
+    known_customers = io.read_table(ctx.spark, ctx.config, "silver.customers").select("customer_id")
+    known_products = io.read_table(ctx.spark, ctx.config, "silver.products").select("product_id")
+    items_accounting = ctx.accounting("silver.order_items")
+
+    def publish(rows: DataFrame) -> MergeCounts:
+        published = silver.silver_columns(rows, schema)
+        merged = _merge_newest(ctx, published, "silver.orders", "orders")
+        # Only lines of order versions that won the MERGE: a late, older version must not add stale lines.
+        winners = io.read_table(ctx.spark, ctx.config, "silver.orders").select(*schema.key, schema.version_column)
+        items = orders.silver_order_items(published.join(winners, [*schema.key, schema.version_column], "left_semi"))
+        merged_items = _merge_newest(ctx, items, "silver.order_items", "order_items")
+        items_accounting.add(rows_in=merged_items.source, published=merged_items.changed,
+                             deduplicated=merged_items.unchanged)
+        return merged
+
+    _publish_silver(ctx, "orders",
+                    lambda typed: orders.orders_with_checks(typed, known_customers, known_products), publish)
 
 
 def gold_daily_revenue(ctx: JobContext) -> None:
@@ -89,23 +175,6 @@ def gold_daily_revenue(ctx: JobContext) -> None:
     io.merge_upsert(ctx.spark, gate.passed_rows, ctx.config, "gold.daily_revenue", ["order_date"],
                     delete_missing=True)
     revenue.unpersist()
-
-
-@dataclass(frozen=True)
-class MergeCounts:
-    source: int
-    changed: int
-
-    @property
-    def unchanged(self) -> int:
-        return self.source - self.changed
-
-
-def _merge_counts(metrics: dict[str, int]) -> MergeCounts:
-    return MergeCounts(
-        source=metrics.get("numSourceRows", 0),
-        changed=metrics.get("numTargetRowsInserted", 0) + metrics.get("numTargetRowsUpdated", 0),
-    )
 
 
 @dataclass(frozen=True)
@@ -123,7 +192,10 @@ PIPELINE: dict[str, Job] = {
     job.name: job
     for job in [
         Job("bronze", bronze),
-        Job("silver_orders", silver_orders, depends_on=("bronze",)),
+        Job("silver_customers", silver_customers, depends_on=("bronze",)),
+        Job("silver_products", silver_products, depends_on=("bronze",)),
+        Job("silver_campaigns", silver_campaigns, depends_on=("bronze",)),
+        Job("silver_orders", silver_orders, depends_on=("silver_customers", "silver_products")),
         Job("gold_daily_revenue", gold_daily_revenue, depends_on=("silver_orders",)),
     ]
 }

@@ -2,36 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lib.schemas import TableSchema
-
-LINEAGE = ["_record_id", "_source_file", "_ingested_at"]
 REVENUE_STATUSES = ["placed", "shipped", "delivered"]
 
 
-def typed_records(bronze: DataFrame, schema: TableSchema) -> DataFrame:
-    """Parse bronze ``value`` with every leaf as text, cast to the schema's types and name what did not cast."""
-    parsed = bronze.withColumn("raw", F.from_json("value", schema.raw_struct()))
-    return parsed.select(
-        *LINEAGE,
-        "value",
-        "_parse_error",
-        schema.cast_errors("raw").alias("_cast_errors"),
-        *schema.typed_columns("raw"),
-    )
-
-
-def orders_with_checks(orders: DataFrame, known_customer_ids: DataFrame) -> DataFrame:
+def orders_with_checks(orders: DataFrame, known_customer_ids: DataFrame, known_product_ids: DataFrame) -> DataFrame:
     """Add the derived columns that silver.orders' expectations check (referential integrity, item sanity, time)."""
     known = known_customer_ids.select(F.col("customer_id").alias("_known_id")).distinct()
+    unknown_products = (
+        orders.select("_record_id", F.explode("items.product_id").alias("product_id"))
+        .filter(F.col("product_id").isNotNull())
+        .join(known_product_ids.select("product_id").distinct(), "product_id", "left_anti")
+        .groupBy("_record_id")
+        .agg(F.concat_ws(",", F.array_sort(F.collect_set("product_id"))).alias("_unknown_products"))
+    )
     return (
         orders.join(F.broadcast(known), orders.customer_id == known._known_id, "left")
         .withColumn("_customer_known", F.when(F.col("customer_id").isNotNull(), F.col("_known_id").isNotNull()))
         .drop("_known_id")
+        .join(unknown_products, "_record_id", "left")
         .withColumn("_item_count", F.coalesce(F.size("items"), F.lit(0)))
         .withColumn("_min_unit_price", F.array_min("items.unit_price"))
         .withColumn("_min_quantity", F.array_min("items.quantity"))
@@ -42,28 +33,6 @@ def orders_with_checks(orders: DataFrame, known_customer_ids: DataFrame) -> Data
             - F.aggregate("items", F.lit(0.0), lambda acc, i: acc + (i.quantity * i.unit_price).cast("double")),
         )
     )
-
-
-@dataclass(frozen=True)
-class Deduplicated:
-    rows: DataFrame
-    exact_duplicates: int
-    superseded: int
-
-
-def latest_versions(records: DataFrame, key: list[str], version_column: str) -> Deduplicated:
-    """Drop exact re-sends of a record, then keep the newest version per key (ties: the later ingested)."""
-    distinct = records.dropDuplicates(["value"])
-    newest_first = Window.partitionBy(*key).orderBy(
-        F.col(version_column).desc(), F.col("_ingested_at").desc(), F.col("_record_id").desc()
-    )
-    latest = distinct.withColumn("_rank", F.row_number().over(newest_first)).filter("_rank = 1").drop("_rank")
-    total, unique, kept = records.count(), distinct.count(), latest.count()
-    return Deduplicated(latest, exact_duplicates=total - unique, superseded=unique - kept)
-
-
-def silver_orders(checked: DataFrame, schema: TableSchema) -> DataFrame:
-    return checked.select(*schema.column_names, *LINEAGE)
 
 
 def silver_order_items(orders: DataFrame) -> DataFrame:

@@ -111,10 +111,15 @@ class Source:
     name: str
     path: str
     format: str
-    schema: str | None = None
 
 
 @cache
 def sources() -> dict[str, Source]:
     spec = yaml.safe_load((SCHEMA_DIR / "sources.yaml").read_text())
     return {name: Source(name=name, **fields) for name, fields in spec.items()}
+
+
+@cache
+def countries() -> tuple[dict, ...]:
+    """Reference data: ISO-3166 codes, names and phone calling codes (schemas/countries.yaml)."""
+    return tuple(yaml.safe_load((SCHEMA_DIR / "countries.yaml").read_text()))

@@ -13,7 +13,7 @@ import pytest
 
 from lib.generate import DirtRates, GeneratorSettings, generate
 
-SMALL = GeneratorSettings(customers=200, days=10, seed=5, products=60,
+SMALL = GeneratorSettings(customers=300, days=12, seed=5, products=60,
                           rates=DirtRates(exact_duplicate=0.03, resent_newer=0.03, null_required=0.02,
                                           malformed_json=0.02, wrong_type=0.02, negative_price=0.02,
                                           future_timestamp=0.02, unknown_customer=0.02))

@@ -8,9 +8,10 @@ import json
 import pytest
 from pyspark.sql import functions as F
 
-from lib.orders import latest_versions, orders_with_checks, typed_records
+from lib.orders import orders_with_checks
 from lib.quality import FAILED_RULES, _predicate, validate
 from lib.schemas import table_schema
+from lib.silver import latest_versions, typed_records
 
 INGESTED = dt.datetime(2026, 3, 1, 12, 0, 0)
 
@@ -35,6 +36,8 @@ CASES = {
     "customer_is_known": json.dumps(order("o-stranger", customer_id="c-999")),
     "status_is_known": json.dumps(order("o-status", status="teleported")),
     "has_items": json.dumps(order("o-empty", items=[], total=0.0)),
+    "products_are_known": json.dumps(order("o-unknown-item", items=[{"product_id": "p-404", "quantity": 1,
+                                                                      "unit_price": 25.0}])),
 }
 
 
@@ -44,8 +47,9 @@ def checked(spark):
         [(name, value, None, "file:/landing/orders/x.jsonl", INGESTED) for name, value in CASES.items()],
         "_record_id string, value string, _parse_error string, _source_file string, _ingested_at timestamp",
     ).withColumn("_parse_error", F.when(F.try_parse_json("value").isNull(), F.lit("malformed JSON")))
-    known = spark.createDataFrame([("c-1",)], "customer_id string")
-    return orders_with_checks(typed_records(bronze, table_schema("orders")), known).cache()
+    customers = spark.createDataFrame([("c-1",)], "customer_id string")
+    products = spark.createDataFrame([("p-1",)], "product_id string")
+    return orders_with_checks(typed_records(bronze, table_schema("orders")), customers, products).cache()
 
 
 def test_each_critical_rule_quarantines_exactly_the_row_that_breaks_it(checked):

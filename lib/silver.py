@@ -1,0 +1,60 @@
+"""What every silver table does to bronze rows: parse and type, report drift, keep the newest version per key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from lib.schemas import TableSchema
+
+LINEAGE = ["_record_id", "_source_file", "_ingested_at"]
+
+
+def typed_records(bronze: DataFrame, schema: TableSchema) -> DataFrame:
+    """Parse bronze ``value`` with every leaf as text, cast to the schema's types and name what did not cast.
+
+    Also names the columns a record has beyond the schema (``_new_columns``) and the schema columns it lacks
+    (``_missing_columns``): layout drift is kept and reported, never a crash.
+    """
+    parsed = bronze.withColumn("raw", F.from_json("value", schema.raw_struct())).withColumn(
+        "_keys", F.json_object_keys("value")
+    )
+    names = F.array(*[F.lit(n) for n in schema.column_names])
+    return parsed.select(
+        *LINEAGE,
+        "value",
+        "_parse_error",
+        schema.cast_errors("raw").alias("_cast_errors"),
+        _listed(F.array_except("_keys", names)).alias("_new_columns"),
+        _listed(F.array_except(names, "_keys")).alias("_missing_columns"),
+        *schema.typed_columns("raw"),
+    )
+
+
+def _listed(names: Column) -> Column:
+    joined = F.concat_ws(",", F.array_sort(names))
+    return F.when(joined != "", joined)
+
+
+@dataclass(frozen=True)
+class Deduplicated:
+    rows: DataFrame
+    exact_duplicates: int
+    superseded: int
+
+
+def latest_versions(records: DataFrame, key: list[str], version_column: str) -> Deduplicated:
+    """Drop exact re-sends of a record, then keep the newest version per key (ties: the later ingested)."""
+    distinct = records.dropDuplicates(["value"])
+    newest_first = Window.partitionBy(*key).orderBy(
+        F.col(version_column).desc(), F.col("_ingested_at").desc(), F.col("_record_id").desc()
+    )
+    latest = distinct.withColumn("_rank", F.row_number().over(newest_first)).filter("_rank = 1").drop("_rank")
+    total, unique, kept = records.count(), distinct.count(), latest.count()
+    return Deduplicated(latest, exact_duplicates=total - unique, superseded=unique - kept)
+
+
+def silver_columns(rows: DataFrame, schema: TableSchema) -> DataFrame:
+    return rows.select(*schema.column_names, *LINEAGE)
