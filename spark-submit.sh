@@ -24,10 +24,20 @@ PY
 )
 mkdir -p "$here/build"
 (cd "$here" && rm -f build/dmp_lib.zip && zip -qr build/dmp_lib.zip lib -x '*__pycache__*')
+# The driver builds its session from DMP_* config, so tell it the master and app name actually used: a `--master`
+# among the options wins over DMP_SPARK__MASTER, and each job shows up as dmp-<job> in the cluster's UI.
+master=${DMP_SPARK__MASTER:-local[*]}
+previous=
+for option in "$@"; do
+  case "$option" in --master=*) master=${option#--master=} ;; esac
+  [ "$previous" = --master ] && master=$option
+  previous=$option
+done
+export DMP_SPARK__MASTER="$master" DMP_SPARK__APP_NAME="${DMP_SPARK__APP_NAME:-dmp-$job}"
 export DMP_HOME="$here" PYSPARK_PYTHON="${PYSPARK_PYTHON:-$python}" PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$python}"
 exec "$submit" \
-  --master "${DMP_SPARK__MASTER:-local[*]}" \
-  --name "dmp-$job" \
+  --master "$master" \
+  --name "$DMP_SPARK__APP_NAME" \
   --packages "$delta_package" \
   --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension \
   --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog \

@@ -39,11 +39,30 @@ class GateSettings:
     max_error_ratio: float = 0.05
     # Per-table overrides, e.g. {"silver.orders" = 0.01} in the file or DMP_GATES__TABLE_MAX_ERROR_RATIO as JSON.
     table_max_error_ratio: dict[str, float] = field(default_factory=dict)
-    # Future timestamps within this many seconds of ingestion are clock skew, not errors.
-    allowed_clock_skew_seconds: int = 3600
 
     def max_ratio_for(self, table: str) -> float:
         return self.table_max_error_ratio.get(table, self.max_error_ratio)
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    session_gap_minutes: int = 30
+    # Late events: silver re-reads this many hours of already published events around a batch, so an event that
+    # arrives late still joins its session.
+    late_lookback_hours: int = 48
+    bot_user_agent_pattern: str = r"(?i)(bot|crawler|spider|python-requests|curl/|headless|scrapy)"
+    bot_max_events_per_minute: int = 60
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    # Identifier values that never link anyone (placeholders, test ids).
+    blocked_values: tuple[str, ...] = ("", "0", "00000000-0000-0000-0000-000000000000", "anonymous", "unknown",
+                                       "null", "undefined", "test", "guest")
+    # An identifier linked to more customers than this is shared (a kiosk cookie, a family email): it is cut
+    # out of the graph and reported rather than allowed to merge strangers.
+    max_customers_per_identifier: int = 5
+    max_iterations: int = 30
 
 
 @dataclass(frozen=True)
@@ -54,6 +73,8 @@ class Config:
     salt_secret_name: str = "DMP_PII_SALT"
     spark: SparkSettings = field(default_factory=SparkSettings)
     gates: GateSettings = field(default_factory=GateSettings)
+    events: EventSettings = field(default_factory=EventSettings)
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
 
     def table_path(self, table: str) -> str:
         """``silver.orders`` -> ``<lakehouse_root>/silver/orders``."""
@@ -94,7 +115,8 @@ def _build(cls, values: dict, environ, prefix: str):
         elif env_name in environ:
             kwargs[f.name] = _parse(environ[env_name], hint, env_name)
         elif f.name in values:
-            kwargs[f.name] = values[f.name]
+            value = values[f.name]
+            kwargs[f.name] = tuple(value) if typing.get_origin(hint) is tuple else value
     return cls(**kwargs)
 
 
@@ -109,6 +131,8 @@ def _parse(text: str, hint, name: str):
             return None if text == "" else int(text)
         if float in base:
             return float(text)
+        if typing.get_origin(hint) is tuple:
+            return tuple(part.strip() for part in text.split(","))
         if typing.get_origin(hint) is dict:
             import json
 

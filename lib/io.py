@@ -15,6 +15,10 @@ class TableNotFound(LookupError):
     pass
 
 
+class MergeKeyCollision(ValueError):
+    """A MERGE source with several rows per key: Delta would fail with a bare "multiple source rows matched"."""
+
+
 def path_exists(spark: SparkSession, path: str) -> bool:
     """Whether a file or folder exists, on any Hadoop filesystem (local, s3a://, abfss://, dbfs:/)."""
     jvm_path = spark._jvm.org.apache.hadoop.fs.Path(path)
@@ -67,6 +71,12 @@ def merge_upsert(
     re-run on the same input commits no row changes. ``delete_missing`` removes target rows absent from ``df``
     (for tables recomputed whole, such as gold aggregates).
     """
+    colliding = df.groupBy(*keys).count().filter("count > 1").limit(5).collect()
+    if colliding:
+        named = "; ".join(", ".join(f"{k}={row[k]!r}" for k in keys) + f" ({row['count']} rows)" for row in colliding)
+        raise MergeKeyCollision(
+            f"MERGE into {table}: several source rows share a key ({named}); deduplicate them before merging"
+        )
     path = config.table_path(table)
     if not DeltaTable.isDeltaTable(spark, path):
         df.limit(0).write.format("delta").save(path)

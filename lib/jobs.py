@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lib import customers, io, orders, silver
+from lib import customers, events, identity, io, orders, silver
 from lib.bronze import bronze_records, read_landing_stream
+from lib.events import SET_ASIDE
 from lib.pii import pii_key
+from lib.quality import FAILED_RULES
 from lib.runner import JobContext, JobFunction
 from lib.schemas import countries, sources, table_schema
 
@@ -65,12 +67,14 @@ def _publish_silver(
     entity: str,
     with_checks: Callable[[DataFrame], DataFrame],
     publish: Callable[[DataFrame], MergeCounts],
+    set_aside: Callable[[DataFrame], DataFrame] | None = None,
 ) -> None:
     """New rows of bronze.<entity> -> typed -> checked -> gate -> newest version per key -> ``publish`` (MERGE).
 
     Each micro-batch is gated on its own; a failed gate raises before anything is merged, so the batch is not
     committed and silver does not move. Rows: in = published + quarantined + deduplicated, where deduplicated
     counts exact re-sends, older versions in the batch and versions not newer than what silver already holds.
+    ``set_aside`` names rows to quarantine before the gate without counting against it (e.g. bot traffic).
     """
     bronze_table, silver_table = f"bronze.{entity}", f"silver.{entity}"
     if not io.table_exists(ctx.spark, ctx.config, bronze_table):
@@ -87,7 +91,17 @@ def _publish_silver(
         ).first()
         accounting.add(rows_in=counts["rows"], records_with_new_columns=counts["records_with_new_columns"],
                        records_missing_columns=counts["records_missing_columns"])
-        gate = ctx.gate(checked, silver_table, ["_record_id"], quarantine=f"quarantine.{entity}")
+        candidates = checked
+        if set_aside is not None:
+            marked = set_aside(checked).cache()
+            aside = marked.filter(F.col(SET_ASIDE).isNotNull())
+            aside_count = aside.count()
+            if aside_count:
+                ctx.quarantine(aside.withColumn(FAILED_RULES, F.array(SET_ASIDE)).drop(SET_ASIDE),
+                               f"quarantine.{entity}", ["_record_id"])
+            accounting.add(quarantined=aside_count, set_aside=aside_count)
+            candidates = marked.filter(F.col(SET_ASIDE).isNull()).drop(SET_ASIDE)
+        gate = ctx.gate(candidates, silver_table, ["_record_id"], quarantine=f"quarantine.{entity}")
         accounting.add(quarantined=gate.rows_failed)
         latest = silver.latest_versions(gate.passed_rows, list(schema.key), schema.version_column)
         rows = latest.rows.cache()
@@ -143,6 +157,68 @@ def silver_campaigns(ctx: JobContext) -> None:
                                                "campaigns"))
 
 
+def silver_events(ctx: JobContext) -> None:
+    """New bronze events -> bots set aside -> gate -> sessionised silver.events (late events rejoin sessions)."""
+    settings = ctx.config.events
+    schema = table_schema("events")
+    columns = [*schema.column_names, "session_id", *silver.LINEAGE]
+
+    def publish(rows: DataFrame) -> MergeCounts:
+        fresh = rows
+        if io.table_exists(ctx.spark, ctx.config, "silver.events"):
+            published = io.read_table(ctx.spark, ctx.config, "silver.events")
+            fresh = rows.join(published.select("event_id"), "event_id", "left_anti")
+            # Published events of the same visitors close enough in time to share a session with the new ones.
+            window = fresh.groupBy("_visitor").agg(
+                (F.min("event_ts") - F.expr(f"INTERVAL {settings.late_lookback_hours} HOURS")).alias("_from"),
+                (F.max("event_ts") + F.expr(f"INTERVAL {settings.late_lookback_hours} HOURS")).alias("_to"),
+            )
+            neighbours = (
+                published.withColumn("_visitor", F.coalesce("anonymous_id", "customer_id"))
+                .join(window, "_visitor")
+                .filter(F.col("event_ts").between(F.col("_from"), F.col("_to")))
+                .drop("_from", "_to", "session_id")
+            )
+            fresh = fresh.select(*neighbours.columns).unionByName(neighbours)
+        sessions = events.sessionised(fresh, settings.session_gap_minutes).select(*columns).cache()
+        metrics = io.merge_upsert(ctx.spark, sessions, ctx.config, "silver.events", schema.key)
+        sessions.unpersist()
+        inserted, updated = metrics.get("numTargetRowsInserted", 0), metrics.get("numTargetRowsUpdated", 0)
+        ctx.accounting("silver.events").add(sessions_reassigned=updated)
+        # Published = new events; rows of this batch already in silver are duplicates of what was published.
+        return MergeCounts(source=rows.count(), changed=inserted)
+
+    _publish_silver(ctx, "events", events.events_with_checks, publish,
+                    set_aside=lambda checked: events.bot_traffic(checked, settings))
+
+
+def silver_identity(ctx: JobContext) -> None:
+    """silver.events + silver.customers -> connected components -> silver.identity_map with stable person_ids."""
+    events_df = io.read_table(ctx.spark, ctx.config, "silver.events")
+    customers_df = io.read_table(ctx.spark, ctx.config, "silver.customers")
+    components = identity.connected_components(identity.identity_nodes(events_df, customers_df),
+                                               identity.identity_edges(events_df, customers_df), ctx.config.identity)
+    previous = None
+    if io.table_exists(ctx.spark, ctx.config, "silver.identity_map"):
+        previous = identity.mapped_nodes(io.read_table(ctx.spark, ctx.config, "silver.identity_map"))
+    mapping, changes = identity.assign_person_ids(components.labels, previous)
+    rows = identity.identity_map(mapping).cache()
+    accounting = ctx.accounting("silver.identity_map")
+    accounting.add(rows_in=rows.count(), iterations=components.iterations,
+                   shared_identifiers_cut=components.cut_identifiers.count())
+    keys = ["identifier_type", "identifier"]
+    gate = ctx.gate(rows, "silver.identity_map", keys, quarantine="quarantine.identity_map")
+    accounting.add(quarantined=gate.rows_failed, published=gate.rows_checked - gate.rows_failed,
+                   people=gate.passed_rows.select("person_id").distinct().count())
+    io.merge_upsert(ctx.spark, gate.passed_rows, ctx.config, "silver.identity_map", keys, delete_missing=True)
+    change_rows = changes.withColumn("run_id", F.lit(ctx.run_id)).cache()
+    for change in ("merge", "split"):
+        accounting.add(**{f"person_{change}s": change_rows.filter(F.col("change") == change).count()})
+    if change_rows.count():
+        io.append(change_rows, ctx.config, "ops.identity_changes")
+    rows.unpersist()
+
+
 def silver_orders(ctx: JobContext) -> None:
     """New bronze orders -> gate (incl. known customers and products) -> silver.orders and silver.order_items."""
     schema = table_schema("orders")
@@ -195,6 +271,8 @@ PIPELINE: dict[str, Job] = {
         Job("silver_customers", silver_customers, depends_on=("bronze",)),
         Job("silver_products", silver_products, depends_on=("bronze",)),
         Job("silver_campaigns", silver_campaigns, depends_on=("bronze",)),
+        Job("silver_events", silver_events, depends_on=("bronze",)),
+        Job("silver_identity", silver_identity, depends_on=("silver_events", "silver_customers")),
         Job("silver_orders", silver_orders, depends_on=("silver_customers", "silver_products")),
         Job("gold_daily_revenue", gold_daily_revenue, depends_on=("silver_orders",)),
     ]

@@ -67,6 +67,14 @@ class JobContext:
         """The row accounting of ``table`` in this run; kept even when the job fails part way."""
         return self.tables.setdefault(table, TableRun(table))
 
+    def quarantine(self, failed: DataFrame, table: str, id_columns: list[str]) -> None:
+        """Merge rows carrying FAILED_RULES into ``table`` (on ``id_columns``, so a retried batch adds nothing)."""
+        rows = failed.select(
+            FAILED_RULES, *[c for c in failed.columns if c != FAILED_RULES],
+            F.current_timestamp().alias("_quarantined_at"), F.lit(self.run_id).alias("_run_id"),
+        )
+        io.merge_upsert(self.spark, rows, self.config, table, id_columns)
+
     def gate(self, df: DataFrame, table: str, id_columns: list[str], quarantine: str) -> GateResult:
         """Validate ``df`` for ``table``; record results, quarantine failing rows, raise GateFailed over threshold.
 
@@ -77,11 +85,7 @@ class JobContext:
         io.append(self.spark.createDataFrame(result.quality_rows(self.run_id, now), QUALITY_SCHEMA), self.config,
                   QUALITY_RESULTS)
         if result.rows_failed:
-            failed = result.failed_rows.select(
-                FAILED_RULES, *[c for c in result.failed_rows.columns if c != FAILED_RULES],
-                F.lit(now).alias("_quarantined_at"), F.lit(self.run_id).alias("_run_id"),
-            )
-            io.merge_upsert(self.spark, failed, self.config, quarantine, id_columns)
+            self.quarantine(result.failed_rows, quarantine, id_columns)
         if not result.passed:
             raise GateFailed(result.failure_message())
         return result

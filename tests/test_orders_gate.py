@@ -8,10 +8,12 @@ import json
 import pytest
 from pyspark.sql import functions as F
 
+from lib import io
 from lib.orders import orders_with_checks
 from lib.quality import FAILED_RULES, _predicate, validate
 from lib.schemas import table_schema
 from lib.silver import latest_versions, typed_records
+from tests.conftest import make_config
 
 INGESTED = dt.datetime(2026, 3, 1, 12, 0, 0)
 
@@ -93,3 +95,10 @@ def test_exact_resends_and_older_versions_are_counted_separately(spark):
     latest = latest_versions(df, ["order_id"], "updated_at")
     assert (latest.exact_duplicates, latest.superseded) == (1, 1)
     assert sorted(r["_record_id"] for r in latest.rows.collect()) == ["r3", "r4"]
+
+
+def test_merge_source_with_colliding_keys_is_refused_naming_the_keys(spark, tmp_path):
+    config = make_config(tmp_path)
+    df = spark.createDataFrame([("o-1", 1), ("o-1", 2), ("o-2", 3)], "order_id string, v int")
+    with pytest.raises(io.MergeKeyCollision, match=r"order_id='o-1' \\(2 rows\\)"):
+        io.merge_upsert(spark, df, config, "silver.collide", ["order_id"])

@@ -1,4 +1,4 @@
-"""End to end on generated landing files: bronze -> gate -> silver -> gate -> gold, checked against ground truth."""
+"""End to end on generated landing files: bronze -> gates -> silver -> gate -> gold, checked against ground truth."""
 
 from __future__ import annotations
 
@@ -176,3 +176,104 @@ def test_gate_over_threshold_fails_the_job_and_leaves_silver_unchanged(spark, la
     assert io.read_table(spark, config, "quarantine.orders").filter(F.col("order_id").startswith("o-x")).count() == 20
     failed = io.read_table(spark, config, "ops.job_runs").filter("job = 'silver_orders' AND status = 'failed'")
     assert failed.count() >= 1
+
+
+def source_kinds(landing: Path, source: str) -> dict[str, int]:
+    return json.loads((landing / "ground_truth" / "dirt.json").read_text())["sources"][source]["kinds"]
+
+
+def test_customer_dirt_is_deduplicated_quarantined_or_standardised(spark, first_run, landing):
+    config, tables, _ = first_run
+    kinds = source_kinds(landing, "customers")
+    customers = tables["silver.customers"]
+    assert customers.details["exact_duplicates"] == kinds["exact_duplicate"]
+    assert customers.details["superseded"] == kinds["resent_newer"]
+    assert customers.quarantined == kinds["null_required"]
+    quarantined = io.read_table(spark, config, "quarantine.customers")
+    assert quarantined.filter(F.array_contains("_failed_rules", "has_email")).count() == kinds["null_required"]
+    mixed = [r["key"] for r in csv.DictReader((landing / "ground_truth" / "dirt_records.csv").open())
+             if r["kind"] == "mixed_case_email"]
+    emails = io.read_table(spark, config, "silver.customer_pii").filter(F.col("customer_id").isin(mixed))
+    assert emails.count() == len(mixed)
+    assert emails.filter(F.col("email") != F.lower(F.trim("email"))).count() == 0
+
+
+def test_products_and_campaigns_reach_silver(spark, first_run):
+    config, tables, _ = first_run
+    for table in ("silver.products", "silver.campaigns"):
+        assert tables[table].published > 0 and tables[table].balanced
+        assert io.read_table(spark, config, table).count() == tables[table].published
+
+
+def test_no_raw_email_or_phone_outside_the_pii_table(spark, first_run):
+    config, _, _ = first_run
+    pii = io.read_table(spark, config, "silver.customer_pii")
+    secrets = {r[c] for r in pii.select("email", "phone").collect() for c in ("email", "phone") if r[c]}
+    assert secrets
+    lakehouse = Path(config.lakehouse_root)
+    scanned = 0
+    for layer in ("silver", "gold", "ops"):
+        for folder in sorted((lakehouse / layer).iterdir()):
+            if f"{layer}.{folder.name}" == "silver.customer_pii":
+                continue
+            df = io.read_table(spark, config, f"{layer}.{folder.name}")
+            strings = [f.name for f in df.schema.fields if f.dataType.simpleString() == "string"]
+            values = {v for r in df.select(*strings).collect() for v in r if v} if strings else set()
+            assert not values & secrets, f"{layer}.{folder.name} holds raw contact data"
+            scanned += 1
+    assert scanned >= 6
+
+
+EVENT_RULES = {"malformed_json": "parses", "null_required": "has_event_type",
+               "future_timestamp": "event_ts_not_in_future"}
+
+
+def test_event_dirt_and_bot_traffic_are_accounted_for(spark, first_run, landing):
+    config, tables, _ = first_run
+    kinds = source_kinds(landing, "events")
+    events = tables["silver.events"]
+    assert events.balanced
+    assert events.details["exact_duplicates"] == kinds["exact_duplicate"]
+    quarantine = io.read_table(spark, config, "quarantine.events")
+    parsed = ~F.array_contains("_failed_rules", "parses")  # an unparsable line also lacks every field
+    for kind, rule in EVENT_RULES.items():
+        hit = F.array_contains("_failed_rules", rule) & (parsed if rule != "parses" else F.lit(True))
+        assert quarantine.filter(hit).count() == kinds[kind], kind
+    bots = {r["anonymous_id"] for r in csv.DictReader((landing / "ground_truth" / "bots.csv").open())}
+    bot_events = (io.read_table(spark, config, "bronze.events")
+                  .filter(F.get_json_object("value", "$.anonymous_id").isin(*bots)).count())
+    assert bots and events.details["set_aside"] == bot_events
+    assert events.quarantined == bot_events + sum(kinds[k] for k in EVENT_RULES)
+    assert io.read_table(spark, config, "silver.events").filter(F.col("anonymous_id").isin(*bots)).count() == 0
+
+
+def test_every_published_event_has_a_session(spark, first_run):
+    config, _, _ = first_run
+    published = io.read_table(spark, config, "silver.events")
+    assert published.filter("session_id IS NULL").count() == 0
+    assert published.select("session_id").distinct().count() < published.count()
+
+
+def test_identity_map_recovers_planted_people(spark, first_run, landing):
+    config, tables, _ = first_run
+    assert tables["silver.identity_map"].balanced
+    truth = landing / "ground_truth"
+    planted_customer = {r["anonymous_id"]: r["customer_id"] for r in csv.DictReader((truth / "identity.csv").open())}
+    person_key = {r["customer_id"]: r["person_key"] for r in csv.DictReader((truth / "person_groups.csv").open())}
+    mapping = io.read_table(spark, config, "silver.identity_map").collect()
+    person_of = {(r["identifier_type"], r["identifier"]): r["person_id"] for r in mapping}
+    logged_in = {r["anonymous_id"] for r in io.read_table(spark, config, "silver.events")
+                 .filter("event_type = 'login'").select("anonymous_id").distinct().collect()}
+    stitched = [cookie for cookie in logged_in if cookie in planted_customer]
+    assert len(stitched) > 50
+    recovered = sum(person_of[("anonymous_id", c)] == person_of[("customer_id", planted_customer[c])]
+                    for c in stitched)
+    assert recovered / len(stitched) >= 0.99
+    planted_people_per_person: dict[str, set[str]] = {}
+    for (kind, identifier), person in person_of.items():
+        if kind == "customer_id":
+            planted_people_per_person.setdefault(person, set()).add(person_key.get(identifier, identifier))
+    assert all(len(planted) == 1 for planted in planted_people_per_person.values())
+    merged_pairs = [k for k, v in person_key.items() if k != v]
+    assert all(person_of[("customer_id", k)] == person_of[("customer_id", person_key[k])] for k in merged_pairs
+               if ("customer_id", k) in person_of)

@@ -1,0 +1,6 @@
+"""spark-submit entry point: `./spark-submit.sh silver_campaigns [spark-submit options]`."""
+
+from lib.cli import run_submitted_job
+
+if __name__ == "__main__":
+    run_submitted_job("silver_campaigns")
