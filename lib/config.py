@@ -39,6 +39,9 @@ class GateSettings:
     max_error_ratio: float = 0.05
     # Per-table overrides, e.g. {"silver.orders" = 0.01} in the file or DMP_GATES__TABLE_MAX_ERROR_RATIO as JSON.
     table_max_error_ratio: dict[str, float] = field(default_factory=dict)
+    # Recorded as warnings after each silver publish: the newest record's age and the row-count change per run.
+    freshness_max_age_hours: float = 36.0
+    max_row_count_change: float = 0.5
 
     def max_ratio_for(self, table: str) -> float:
         return self.table_max_error_ratio.get(table, self.max_error_ratio)

@@ -115,7 +115,8 @@ def process_new_rows(
             process_batch(batch, batch_id)
         except BaseException as error:
             raised.append(error)
-            raise
+            # py4j reports only Exceptions back to the JVM; anything else would leave the query waiting forever.
+            raise RuntimeError(f"micro-batch {batch_id} failed: {error!r}") from None
 
     query = (
         stream.writeStream.foreachBatch(guarded)

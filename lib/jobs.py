@@ -93,14 +93,14 @@ def _publish_silver(
                        records_missing_columns=counts["records_missing_columns"])
         candidates = checked
         if set_aside is not None:
-            marked = set_aside(checked).cache()
+            marked = set_aside(checked)
             aside = marked.filter(F.col(SET_ASIDE).isNotNull())
             aside_count = aside.count()
             if aside_count:
                 ctx.quarantine(aside.withColumn(FAILED_RULES, F.array(SET_ASIDE)).drop(SET_ASIDE),
                                f"quarantine.{entity}", ["_record_id"])
             accounting.add(quarantined=aside_count, set_aside=aside_count)
-            candidates = marked.filter(F.col(SET_ASIDE).isNull()).drop(SET_ASIDE)
+            candidates = marked.filter(F.col(SET_ASIDE).isNull()).drop(SET_ASIDE).cache()
         gate = ctx.gate(candidates, silver_table, ["_record_id"], quarantine=f"quarantine.{entity}")
         accounting.add(quarantined=gate.rows_failed)
         latest = silver.latest_versions(gate.passed_rows, list(schema.key), schema.version_column)
@@ -114,10 +114,13 @@ def _publish_silver(
             not_newer_than_published=merged.unchanged,
         )
         rows.unpersist()
+        candidates.unpersist()
         checked.unpersist()
 
     stream = ctx.spark.readStream.format("delta").load(ctx.config.table_path(bronze_table))
     io.process_new_rows(stream, ctx.config.checkpoint_path(silver_table), publish_batch)
+    if io.table_exists(ctx.spark, ctx.config, silver_table):
+        ctx.record_health(silver_table, schema.version_column)
 
 
 def _merge_newest(ctx: JobContext, rows: DataFrame, table: str, schema_name: str) -> MergeCounts:

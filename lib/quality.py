@@ -98,6 +98,7 @@ class GateResult:
                 "success": o.success,
                 "element_count": o.element_count,
                 "unexpected_count": o.unexpected_count,
+                "observed_value": None,
                 "checked_at": checked_at,
             }
             for o in self.outcomes

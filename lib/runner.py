@@ -75,6 +75,33 @@ class JobContext:
         )
         io.merge_upsert(self.spark, rows, self.config, table, id_columns)
 
+    def record_health(self, table: str, version_column: str) -> None:
+        """Warn-level checks of a whole published table: freshness of its newest record and its row-count change
+        since the last run, written to ops.quality_results (never failing the job)."""
+        gates = self.config.gates
+        published = io.read_table(self.spark, self.config, table)
+        stats = published.agg(
+            F.count(F.lit(1)).alias("rows"), F.max(F.unix_timestamp(version_column)).alias("newest_epoch")
+        ).first()
+        now = dt.datetime.now(dt.timezone.utc)
+        previous = None
+        if io.table_exists(self.spark, self.config, QUALITY_RESULTS):
+            last = (io.read_table(self.spark, self.config, QUALITY_RESULTS)
+                    .filter((F.col("table_name") == table) & (F.col("rule") == "row_count_change"))
+                    .orderBy(F.col("checked_at").desc()).select("observed_value").first())
+            previous = last["observed_value"] if last else None
+        change = abs(stats["rows"] - previous) / max(previous, 1) if previous is not None else 0.0
+        newest = stats["newest_epoch"]
+        age_hours = (now.timestamp() - newest) / 3600 if newest is not None else None
+        rows = [
+            (self.run_id, table, "row_count_change", "table_health", None, "warning",
+             change <= gates.max_row_count_change, stats["rows"], None, float(stats["rows"]), now),
+            (self.run_id, table, "fresh", "table_health", version_column, "warning",
+             age_hours is not None and age_hours <= gates.freshness_max_age_hours, stats["rows"], None, age_hours,
+             now),
+        ]
+        io.append(self.spark.createDataFrame(rows, QUALITY_SCHEMA), self.config, QUALITY_RESULTS)
+
     def gate(self, df: DataFrame, table: str, id_columns: list[str], quarantine: str) -> GateResult:
         """Validate ``df`` for ``table``; record results, quarantine failing rows, raise GateFailed over threshold.
 
@@ -93,7 +120,7 @@ class JobContext:
 
 QUALITY_SCHEMA = (
     "run_id string, table_name string, rule string, expectation_type string, column_name string, severity string, "
-    "success boolean, element_count long, unexpected_count long, checked_at timestamp"
+    "success boolean, element_count long, unexpected_count long, observed_value double, checked_at timestamp"
 )
 JOB_RUN_SCHEMA = (
     "run_id string, job string, table_name string, status string, rows_in long, published long, quarantined long, "

@@ -58,3 +58,11 @@ def test_person_ids_survive_new_data_and_merges_are_recorded(spark):
                                   [("c1", "h1"), ("c2", "h1")], previous=first_mapping)
     assert third["customer_id:c1"] == third["customer_id:c2"] in (first["customer_id:c1"], first["customer_id:c2"])
     assert [r["change"] for r in changes.collect()] == ["merge"]
+
+
+def test_a_person_with_hundreds_of_cookies_stays_one_person(spark):
+    events = [(f"a{i}", "c1", "login") for i in range(300)] + [("b1", "c2", "login")]
+    person, _, components, _ = people(spark, events, [("c1", "h1"), ("c2", "h2")])
+    assert len({person[f"anonymous_id:a{i}"] for i in range(300)} | {person["customer_id:c1"]}) == 1
+    assert person["anonymous_id:b1"] == person["customer_id:c2"] != person["customer_id:c1"]
+    assert components.iterations <= 4

@@ -100,5 +100,5 @@ def test_exact_resends_and_older_versions_are_counted_separately(spark):
 def test_merge_source_with_colliding_keys_is_refused_naming_the_keys(spark, tmp_path):
     config = make_config(tmp_path)
     df = spark.createDataFrame([("o-1", 1), ("o-1", 2), ("o-2", 3)], "order_id string, v int")
-    with pytest.raises(io.MergeKeyCollision, match=r"order_id='o-1' \\(2 rows\\)"):
+    with pytest.raises(io.MergeKeyCollision, match=r"order_id='o-1' \(2 rows\)"):
         io.merge_upsert(spark, df, config, "silver.collide", ["order_id"])

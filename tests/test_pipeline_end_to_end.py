@@ -27,7 +27,8 @@ QUARANTINE_RULE = {
     "future_timestamp": "order_ts_not_in_future",
     "unknown_customer": "customer_is_known",
 }
-DEDUPLICATED_KINDS = {"exact_duplicate", "resent_newer"}
+# The jobs an order needs on its way to gold.
+ORDER_JOBS = ["bronze", "silver_customers", "silver_products", "silver_orders", "gold_daily_revenue"]
 # Dirt rates high enough that every kind appears several times in a small sample.
 RATES = DirtRates(exact_duplicate=0.03, resent_newer=0.03, null_required=0.02, malformed_json=0.02, wrong_type=0.02,
                   negative_price=0.02, future_timestamp=0.02, unknown_customer=0.02)
@@ -158,7 +159,7 @@ def test_gate_over_threshold_fails_the_job_and_leaves_silver_unchanged(spark, la
             (first_day / folder.name).mkdir(parents=True)
             shutil.copy(sorted(folder.iterdir())[0], first_day / folder.name)
     config = make_config(tmp_path, first_day, max_error_ratio=0.3)
-    assert all(r.status == "succeeded" for r in run_pipeline(spark, config))
+    assert all(r.status == "succeeded" for r in run_pipeline(spark, config, ORDER_JOBS))
     version = io.table_version(spark, config, "silver.orders")
     silver_before = io.read_table(spark, config, "silver.orders").count()
 
@@ -167,7 +168,7 @@ def test_gate_over_threshold_fails_the_job_and_leaves_silver_unchanged(spark, la
                              "currency": "EUR", "items": [{"product_id": "p-0001", "quantity": 1, "unit_price": 5.0}],
                              "total_amount": 5.0}) for i in range(20)]
     (first_day / "orders" / "orders_late_batch.jsonl").write_text("\n".join(strangers) + "\n")
-    runs = {r.job: r for r in run_pipeline(spark, config)}
+    runs = {r.job: r for r in run_pipeline(spark, config, ORDER_JOBS)}
     assert runs["silver_orders"].status == "failed"
     assert "customer_is_known=20" in runs["silver_orders"].error
     assert runs["gold_daily_revenue"].status == "skipped"
@@ -277,3 +278,17 @@ def test_identity_map_recovers_planted_people(spark, first_run, landing):
     merged_pairs = [k for k, v in person_key.items() if k != v]
     assert all(person_of[("customer_id", k)] == person_of[("customer_id", person_key[k])] for k in merged_pairs
                if ("customer_id", k) in person_of)
+
+
+def test_silver_freshness_and_row_count_change_are_recorded_as_warnings(spark, first_run):
+    config, _, runs = first_run
+    health = (io.read_table(spark, config, "ops.quality_results")
+              .filter((F.col("run_id") == runs[0].run_id) & (F.col("expectation_type") == "table_health")))
+    recorded = {(r["table_name"], r["rule"]): r for r in health.collect()}
+    for table in ("silver.orders", "silver.customers", "silver.events"):
+        fresh = recorded[(table, "fresh")]
+        # The sample data ends in early 2026: stale by far, which is a warning, not a failed job.
+        assert fresh["severity"] == "warning" and fresh["success"] is False and fresh["observed_value"] > 36
+        count = recorded[(table, "row_count_change")]
+        assert count["success"] and count["observed_value"] == io.read_table(spark, config, table).count()
+    assert all(r.status == "succeeded" for r in runs)
