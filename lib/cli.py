@@ -134,6 +134,44 @@ def demo(
     console.print(f"Delta tables are under {config.lakehouse_root}; try `dmp show silver.orders`.")
 
 
+@app.command()
+def bundle(
+    out: Annotated[Path, typer.Option(help="Where to write it; deploy from the checkout root.")] = Path(
+        "databricks.yml"),
+    cron: Annotated[str, typer.Option(help="Quartz cron (sec min hour day month weekday [year]).")] = "0 0 2 * * ?",
+    timezone: Annotated[str, typer.Option(help="Time zone of the schedule.")] = "UTC",
+    lakehouse_root: Annotated[str, typer.Option(help="DMP_LAKEHOUSE_ROOT on Databricks.")] = "dbfs:/dmp/lakehouse",
+    landing_root: Annotated[str, typer.Option(help="DMP_LANDING_ROOT on Databricks.")] = "dbfs:/dmp/landing",
+    email: Annotated[Optional[list[str]], typer.Option(help="Mailed when a run fails (repeatable).")] = None,
+    webhook_id: Annotated[
+        Optional[list[str]], typer.Option(help="Notification destination id called when a run fails (repeatable).")
+    ] = None,
+    spark_version: Annotated[str, typer.Option(help="Databricks Runtime of the job cluster.")] = "17.3.x-scala2.13",
+    node_type_id: Annotated[str, typer.Option(help="Node type of the job cluster.")] = "i3.xlarge",
+    num_workers: Annotated[int, typer.Option(help="Workers of the job cluster.")] = 2,
+    salt_secret: Annotated[
+        Optional[str], typer.Option(help="<scope>/<key> of the PII hashing salt in a Databricks secret scope.")
+    ] = None,
+) -> None:
+    """Write a Databricks Asset Bundle (databricks.yml) running the job graph as one scheduled multi-task job."""
+    from rich.markup import escape
+
+    from lib.bundle import BundleError, BundleSettings, write_bundle
+
+    settings = BundleSettings(
+        cron=cron, timezone=timezone, lakehouse_root=lakehouse_root, landing_root=landing_root,
+        emails=tuple(email or ()), webhook_ids=tuple(webhook_id or ()), spark_version=spark_version,
+        node_type_id=node_type_id, num_workers=num_workers, salt_secret=salt_secret,
+    )
+    try:
+        content = write_bundle(out, settings)
+    except BundleError as error:
+        console.print(f"[red]bundle not written:[/red] {escape(str(error))}")
+        raise typer.Exit(2) from error
+    tasks = content["resources"]["jobs"]["dmp_pipeline"]["tasks"]
+    console.print(f"wrote {out}: job dmp_pipeline with {len(tasks)} tasks, schedule '{cron}' ({timezone})")
+
+
 def _run_and_report(jobs: list[str] | None) -> None:
     from lib.pipeline import run_pipeline, selected_jobs
     from lib.spark import spark_session
