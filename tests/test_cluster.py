@@ -1,0 +1,148 @@
+"""The whole pipeline submitted job by job with ./spark-submit.sh to a real Spark standalone cluster.
+
+A master and one worker are started from the pip-installed pyspark (which ships `bin/spark-class` but no
+`sbin/start-*.sh`), bound to loopback only. Executors then run in JVMs the worker launches, apart from the driver,
+so this is the path a real cluster takes: the Delta jars fetched by --packages, `lib` shipped as a zip with
+--py-files, schemas/ and expectations/ found by the driver through DMP_HOME.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyspark
+import pytest
+
+from lib.generate import GeneratorSettings, generate
+from lib.jobs import PIPELINE
+from lib.pipeline import dependency_order
+
+ROOT = Path(__file__).resolve().parent.parent
+SPARK_CLASS = ROOT / ".venv" / "bin" / "spark-class"
+# Small enough for a 2-core machine that also runs the test session's own local Spark.
+RESOURCES = ["--driver-memory", "1g", "--executor-memory", "1g", "--total-executor-cores", "1",
+             # Short-lived JVMs on tiny data: C2 compilation costs more CPU than it ever saves here.
+             "--driver-java-options", "-XX:TieredStopAtLevel=1",
+             "--conf", "spark.executor.extraJavaOptions=-XX:TieredStopAtLevel=1"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def cluster_env() -> dict[str, str]:
+    # SPARK_HOME spares spark-class its lookup through whatever `python3` is on PATH (which may lack pyspark).
+    return {**os.environ, "SPARK_HOME": str(Path(pyspark.__file__).parent), "SPARK_LOCAL_IP": "127.0.0.1"}
+
+
+def read_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+@dataclass
+class Cluster:
+    master_url: str
+    master_json: str
+    worker_json: str
+    work_dir: Path
+    logs: list[Path]
+
+    def log_tails(self) -> str:
+        return "\n".join(f"--- {log.name}\n{log.read_text()[-2000:]}" for log in self.logs if log.exists())
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen:
+    # A session of its own, so the finalizer can kill the JVM and every executor it launched as one group.
+    return subprocess.Popen([str(SPARK_CLASS), *args], env=cluster_env(), stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    for sig, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture
+def standalone_cluster(tmp_path):
+    port, ui, worker_port, worker_ui = (free_port() for _ in range(4))
+    logs, work_dir = [tmp_path / "master.log", tmp_path / "worker.log"], tmp_path / "worker-work"
+    master_url = f"spark://127.0.0.1:{port}"
+    processes = [_start(["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
+                         "--webui-port", str(ui)], logs[0])]
+    try:
+        processes.append(_start(["org.apache.spark.deploy.worker.Worker", master_url, "--host", "127.0.0.1",
+                                 "--port", str(worker_port), "--webui-port", str(worker_ui), "--cores", "1",
+                                 "--memory", "1g", "--work-dir", str(work_dir)], logs[1]))
+        cluster = Cluster(master_url, f"http://127.0.0.1:{ui}/json/", f"http://127.0.0.1:{worker_ui}/json/",
+                          work_dir, logs)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if [w["state"] for w in read_json(cluster.master_json)["workers"]] == ["ALIVE"]:
+                    break
+            except OSError:
+                pass  # the master's web UI is not up yet
+            assert time.monotonic() < deadline, "worker did not register with the master\n" + cluster.log_tails()
+            assert all(p.poll() is None for p in processes), "master or worker exited\n" + cluster.log_tails()
+            time.sleep(1)
+        yield cluster
+    finally:
+        for process in reversed(processes):
+            _stop(process)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+def test_whole_pipeline_runs_job_by_job_on_a_standalone_cluster(standalone_cluster, tmp_path, spark):
+    cluster = standalone_cluster
+    landing, lake = tmp_path / "landing", tmp_path / "lake"
+    generate(landing, GeneratorSettings(customers=60, days=3, seed=3, products=30))
+    env = {**cluster_env(), "DMP_LANDING_ROOT": str(landing), "DMP_LAKEHOUSE_ROOT": str(lake),
+           # A few hundred rows: one shuffle partition, not one per task slot of a bigger machine.
+           "DMP_SPARK__SHUFFLE_PARTITIONS": "1"}
+    order = dependency_order()
+
+    for job in order:
+        started = time.monotonic()
+        done = subprocess.run([str(ROOT / "spark-submit.sh"), job, "--master", cluster.master_url, *RESOURCES],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{job}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        print(f"{job}: {time.monotonic() - started:.0f} s")
+
+    # Every job was an application of its own on this master, and each had an executor on the worker.
+    apps = sorted(read_json(cluster.master_json)["completedapps"], key=lambda app: app["starttime"])
+    assert [app["name"] for app in apps] == [f"dmp-{job}" for job in order]
+    assert {app["state"] for app in apps} == {"FINISHED"}
+    worker = read_json(cluster.worker_json)
+    # The last app's executor may still be shutting down: it counts wherever the worker lists it.
+    executors = worker["executors"] + worker["finishedexecutors"]
+    assert {e["appid"] for e in executors} == {app["id"] for app in apps}
+    # --py-files delivered the lib zip into every executor's working directory, where its Python workers run.
+    for executor in executors:
+        assert (cluster.work_dir / executor["appid"] / str(executor["id"]) / "dmp_lib.zip").is_file()
+
+    runs = spark.read.format("delta").load(str(lake / "ops" / "job_runs")).collect()
+    assert sorted({r["job"] for r in runs}) == sorted(PIPELINE)
+    assert all(r["status"] == "succeeded" and r["balanced"] for r in runs), [r.asDict() for r in runs]
+    assert len({r["run_id"] for r in runs}) == len(order), "each spark-submit is one run"
+    assert spark.read.format("delta").load(str(lake / "silver" / "orders")).count() > 0
+    assert spark.read.format("delta").load(str(lake / "gold" / "daily_revenue")).count() > 0
