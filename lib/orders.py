@@ -1,4 +1,4 @@
-"""Orders: bronze text -> typed, checked silver orders and lines -> gold daily revenue. Pure DataFrame functions."""
+"""Orders: the checks silver.orders is gated on, order lines, and gold daily revenue. Pure DataFrame functions."""
 
 from __future__ import annotations
 
