@@ -69,6 +69,39 @@ class IdentitySettings:
 
 
 @dataclass(frozen=True)
+class ProfileSettings:
+    # The day profiles are computed "as of" (ISO date, end of that day); empty = the newest day with orders or
+    # events in silver, so a replay of old data is not measured from today.
+    as_of: str | None = None
+    windows_days: tuple[int, ...] = (7, 30, 90)
+    # Lifecycle rules (docs/ARCHITECTURE.md, "Customer profiles"): first purchase within new_days is new; last
+    # purchase within active_days is active (reactivated after a gap of churn_days or more); within churn_days
+    # at_risk; older churned.
+    new_days: int = 30
+    active_days: int = 90
+    churn_days: int = 180
+
+
+@dataclass(frozen=True)
+class SegmentSettings:
+    # Behaviour features KMeans clusters on; log_features are log1p-transformed first (money and counts are
+    # heavily skewed) and everything is standardised.
+    features: tuple[str, ...] = ("orders_per_week", "sessions_per_week", "average_item_price", "items_per_order",
+                                 "purchase_recency_share", "newcomer_share")
+    log_features: tuple[str, ...] = ("orders_per_week", "sessions_per_week", "average_item_price",
+                                     "items_per_order")
+    # k is chosen by silhouette over this range; a fixed seed keeps retrains reproducible.
+    k_min: int = 3
+    k_max: int = 10
+    seed: int = 42
+    # Training uses at most this many people (a seeded sample); scoring always covers everyone.
+    max_training_rows: int = 200_000
+    # False: score with the saved model (train only when there is none); true: retrain and match new clusters
+    # to the previous segments so their ids and names persist.
+    retrain: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     landing_root: str = "data/landing"
     lakehouse_root: str = "data/lakehouse"
@@ -78,6 +111,8 @@ class Config:
     gates: GateSettings = field(default_factory=GateSettings)
     events: EventSettings = field(default_factory=EventSettings)
     identity: IdentitySettings = field(default_factory=IdentitySettings)
+    profiles: ProfileSettings = field(default_factory=ProfileSettings)
+    segments: SegmentSettings = field(default_factory=SegmentSettings)
 
     def table_path(self, table: str) -> str:
         """``silver.orders`` -> ``<lakehouse_root>/silver/orders``."""
@@ -88,6 +123,10 @@ class Config:
 
     def checkpoint_path(self, stream: str) -> str:
         return f"{self.lakehouse_root.rstrip('/')}/_checkpoints/{stream}"
+
+    def model_path(self, model: str, run_id: str) -> str:
+        """Saved models are versioned by the run that trained them; tables record which one they used."""
+        return f"{self.lakehouse_root.rstrip('/')}/_models/{model}/{run_id}"
 
 
 def load_config(path: str | Path | None = None, environ: typing.Mapping[str, str] | None = None) -> Config:
@@ -124,6 +163,9 @@ def _build(cls, values: dict, environ, prefix: str):
 
 
 def _parse(text: str, hint, name: str):
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        return tuple(_parse(part.strip(), item, name) for part in text.split(",") if part.strip())
     base = {t for t in typing.get_args(hint) if t is not type(None)} or {hint}
     try:
         if bool in base:
@@ -134,8 +176,6 @@ def _parse(text: str, hint, name: str):
             return None if text == "" else int(text)
         if float in base:
             return float(text)
-        if typing.get_origin(hint) is tuple:
-            return tuple(part.strip() for part in text.split(","))
         if typing.get_origin(hint) is dict:
             import json
 

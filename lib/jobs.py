@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lib import customers, events, identity, io, orders, silver
+from lib import customers, events, identity, io, orders, profiles, segments, silver
 from lib.bronze import bronze_records, read_landing_stream
 from lib.events import SET_ASIDE
 from lib.pii import pii_key
 from lib.quality import FAILED_RULES
 from lib.runner import JobContext, JobFunction
-from lib.schemas import countries, sources, table_schema
+from lib.schemas import countries, rfm_segment_rules, sources, table_schema
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,112 @@ def gold_daily_revenue(ctx: JobContext) -> None:
     revenue.unpersist()
 
 
+def _publish_gold(ctx: JobContext, rows: DataFrame, table: str, key: list[str]) -> DataFrame:
+    """Gate a whole recomputed gold table and MERGE what passes, deleting keys that are gone, so a re-run on the
+    same input leaves the table as it was. Returns the published rows."""
+    accounting = ctx.accounting(table)
+    accounting.add(rows_in=rows.count())
+    gate = ctx.gate(rows, table, key, quarantine=f"quarantine.{table.partition('.')[2]}")
+    accounting.add(quarantined=gate.rows_failed, published=gate.rows_checked - gate.rows_failed)
+    io.merge_upsert(ctx.spark, gate.passed_rows, ctx.config, table, key, delete_missing=True)
+    return gate.passed_rows
+
+
+def _profile_date(ctx: JobContext, orders_df: DataFrame, events_df: DataFrame) -> dt.date:
+    """The configured as-of day, else the newest day with an order or an event."""
+    if ctx.config.profiles.as_of:
+        return dt.date.fromisoformat(ctx.config.profiles.as_of)
+    newest = [df.agg(F.max(F.to_date(column))).first()[0]
+              for df, column in ((orders_df, "order_ts"), (events_df, "event_ts"))]
+    if all(day is None for day in newest):
+        raise io.TableNotFound("silver.orders and silver.events are empty: nothing to profile yet")
+    return max(day for day in newest if day is not None)
+
+
+def gold_customer_features(ctx: JobContext) -> None:
+    """Silver customers, orders, events + identity map -> gate -> gold.customer_features, one row per person."""
+    read = lambda table: io.read_table(ctx.spark, ctx.config, table)  # noqa: E731
+    identity_map, orders_df, events_df = read("silver.identity_map"), read("silver.orders"), read("silver.events")
+    as_of = _profile_date(ctx, orders_df, events_df)
+    features = profiles.customer_features(
+        profiles.people(read("silver.customers"), identity_map),
+        profiles.person_purchases(orders_df, identity_map, as_of),
+        read("silver.order_items"), read("silver.products"),
+        profiles.person_events(events_df, identity_map, as_of),
+        as_of, ctx.config.profiles.windows_days,
+    ).cache()
+    _publish_gold(ctx, features, "gold.customer_features", ["person_id"])
+    features.unpersist()
+
+
+def _segment_assignments(ctx: JobContext, features: DataFrame, as_of: dt.date) -> DataFrame:
+    """person_id, segment_id, segment_name from the saved segmentation model (trained first when there is none
+    or ``segments.retrain`` is set); gold.segments describes the segments and ops.model_runs the training."""
+    settings = ctx.config.segments
+    previous_rows = []
+    if io.table_exists(ctx.spark, ctx.config, "gold.segments"):
+        previous_rows = io.read_table(ctx.spark, ctx.config, "gold.segments").collect()
+    model_path = previous_rows[0]["model_path"] if previous_rows else None
+    if model_path and not settings.retrain and io.path_exists(ctx.spark, model_path):
+        model, model_run_id = io.load_model(model_path), previous_rows[0]["model_run_id"]
+        known = {row["cluster"]: row for row in previous_rows}
+        describe = [(row["segment_id"], row["cluster"], row["name"], row["centroid"],
+                     row["distinguishing_features"]) for row in known.values()]
+    else:
+        trained = segments.train_segmentation(features, settings)
+        model, model_run_id = trained.model, ctx.run_id
+        model_path = ctx.config.model_path("customer_segments", ctx.run_id)
+        io.save_model(model, model_path)
+        previous = [segments.PreviousSegment(row["segment_id"], row["name"], dict(row["centroid"]))
+                    for row in previous_rows]
+        describe = segments.segment_rows(model, settings, previous)
+        ctx.record_model_run(
+            "customer_segments",
+            params={"k": trained.k, "features": ",".join(settings.features), "seed": settings.seed,
+                    "training_rows": trained.training_rows, "as_of": as_of},
+            metrics={**{f"silhouette_k{k}": value for k, value in trained.silhouettes.items()},
+                     "chosen_k": trained.k, "silhouette": trained.silhouettes[trained.k]},
+            model_path=model_path,
+        )
+    ids = ctx.spark.createDataFrame([(row[0], row[1], row[2]) for row in describe],
+                                    "segment_id int, cluster int, segment_name string")
+    assignments = segments.assign_clusters(model, features).join(F.broadcast(ids), segments.CLUSTER).cache()
+    sizes = {row[segments.CLUSTER]: row["people"] for row in
+             assignments.groupBy(segments.CLUSTER).agg(F.count(F.lit(1)).alias("people")).collect()}
+    segment_table = ctx.spark.createDataFrame(
+        [(segment_id, cluster, name, sizes.get(cluster, 0), centroid, distinguishing, model_path, model_run_id, as_of)
+         for segment_id, cluster, name, centroid, distinguishing in describe],
+        segments.SEGMENTS_SCHEMA,
+    )
+    _publish_gold(ctx, segment_table, "gold.segments", ["segment_id"])
+    return assignments.select("person_id", "segment_id", "segment_name")
+
+
+def gold_customer_profile(ctx: JobContext) -> None:
+    """gold.customer_features -> RFM, lifecycle, KMeans segment -> gate -> gold.customer_profile; people moving
+    between segments are counted in gold.segment_migrations."""
+    read = lambda table: io.read_table(ctx.spark, ctx.config, table)  # noqa: E731
+    features = read("gold.customer_features").cache()
+    as_of = features.select("as_of").first()["as_of"]
+    settings = ctx.config.profiles
+    purchases = profiles.person_purchases(read("silver.orders"), read("silver.identity_map"), as_of)
+    staged = profiles.lifecycle_stage(
+        profiles.rfm_scores(features, rfm_segment_rules()), purchases,
+        profiles.LifecycleRules(settings.new_days, settings.active_days, settings.churn_days),
+    )
+    assignments = _segment_assignments(ctx, features, as_of)
+    profile = staged.join(assignments, "person_id", "left").cache()
+    if io.table_exists(ctx.spark, ctx.config, "gold.customer_profile"):
+        moves = segments.segment_migrations(read("gold.customer_profile"), profile)
+        moved = moves.filter(~F.col("from_segment_id").eqNullSafe(F.col("to_segment_id")))
+        if moved.count():
+            io.append(moves.select(F.lit(ctx.run_id).alias("run_id"), F.lit(as_of).alias("as_of"), "*"),
+                      ctx.config, "gold.segment_migrations")
+    _publish_gold(ctx, profile, "gold.customer_profile", ["person_id"])
+    profile.unpersist()
+    features.unpersist()
+
+
 @dataclass(frozen=True)
 class Job:
     name: str
@@ -278,5 +385,8 @@ PIPELINE: dict[str, Job] = {
         Job("silver_identity", silver_identity, depends_on=("silver_events", "silver_customers")),
         Job("silver_orders", silver_orders, depends_on=("silver_customers", "silver_products")),
         Job("gold_daily_revenue", gold_daily_revenue, depends_on=("silver_orders",)),
+        Job("gold_customer_features", gold_customer_features,
+            depends_on=("silver_identity", "silver_orders", "silver_products", "silver_events")),
+        Job("gold_customer_profile", gold_customer_profile, depends_on=("gold_customer_features",)),
     ]
 }

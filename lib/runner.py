@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 JOB_RUNS = "ops.job_runs"
 QUALITY_RESULTS = "ops.quality_results"
+MODEL_RUNS = "ops.model_runs"
 
 
 @dataclass
@@ -102,6 +103,13 @@ class JobContext:
         ]
         io.append(self.spark.createDataFrame(rows, QUALITY_SCHEMA), self.config, QUALITY_RESULTS)
 
+    def record_model_run(self, model: str, params: dict[str, str], metrics: dict[str, float],
+                         model_path: str | None = None) -> None:
+        """One row of ops.model_runs: what was fitted or used in this run, with its parameters and metrics."""
+        row = (self.run_id, model, {k: str(v) for k, v in params.items()},
+               {k: float(v) for k, v in metrics.items()}, model_path, dt.datetime.now(dt.timezone.utc))
+        io.append(self.spark.createDataFrame([row], MODEL_RUN_SCHEMA), self.config, MODEL_RUNS)
+
     def gate(self, df: DataFrame, table: str, id_columns: list[str], quarantine: str) -> GateResult:
         """Validate ``df`` for ``table``; record results, quarantine failing rows, raise GateFailed over threshold.
 
@@ -121,6 +129,10 @@ class JobContext:
 QUALITY_SCHEMA = (
     "run_id string, table_name string, rule string, expectation_type string, column_name string, severity string, "
     "success boolean, element_count long, unexpected_count long, observed_value double, checked_at timestamp"
+)
+MODEL_RUN_SCHEMA = (
+    "run_id string, model string, params map<string,string>, metrics map<string,double>, model_path string, "
+    "recorded_at timestamp"
 )
 JOB_RUN_SCHEMA = (
     "run_id string, job string, table_name string, status string, rows_in long, published long, quarantined long, "

@@ -123,3 +123,12 @@ def sources() -> dict[str, Source]:
 def countries() -> tuple[dict, ...]:
     """Reference data: ISO-3166 codes, names and phone calling codes (schemas/countries.yaml)."""
     return tuple(yaml.safe_load((SCHEMA_DIR / "countries.yaml").read_text()))
+
+
+@cache
+def rfm_segment_rules() -> tuple:
+    """The named RFM segments of ``schemas/rfm_segments.yaml``, in first-match order."""
+    from lib.profiles import RfmRule
+
+    rules = yaml.safe_load((SCHEMA_DIR / "rfm_segments.yaml").read_text())
+    return tuple(RfmRule(r["segment"], tuple(r["recency"]), tuple(r["frequency_monetary"])) for r in rules)

@@ -1,0 +1,199 @@
+"""Behavioural segments: a Spark MLlib PipelineModel (log1p + VectorAssembler + StandardScaler + KMeans), k chosen
+by silhouette, segments described in original units and kept stable across retrains.
+
+Segment ids and names belong to the segments, not to KMeans' cluster indexes: after a retrain, new clusters are
+matched to the previous segments by centroid distance (an optimal one-to-one assignment), so a segment keeps its
+id and name while its people and centre drift; clusters without a match get new ids.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.clustering import KMeans, KMeansModel
+from pyspark.ml.evaluation import ClusteringEvaluator
+from pyspark.ml.feature import SQLTransformer, StandardScaler, StandardScalerModel, VectorAssembler
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from scipy.optimize import linear_sum_assignment
+
+from lib.config import SegmentSettings
+
+SCALED = "_segment_features"
+CLUSTER = "cluster"
+# Words for the automatic segment names: (feature, direction) -> phrase.
+FEATURE_WORDS = {
+    ("orders_per_week", 1): "frequent buyers", ("orders_per_week", -1): "rare buyers",
+    ("sessions_per_week", 1): "heavy browsers", ("sessions_per_week", -1): "rare visitors",
+    ("average_item_price", 1): "premium", ("average_item_price", -1): "bargain",
+    ("items_per_order", 1): "big baskets", ("items_per_order", -1): "small baskets",
+    ("purchase_recency_share", 1): "lapsed", ("purchase_recency_share", -1): "recent",
+    ("newcomer_share", 1): "long-standing", ("newcomer_share", -1): "newcomers",
+}
+
+
+def _input_name(feature: str) -> str:
+    return f"_in_{feature}"
+
+
+def feature_stages(settings: SegmentSettings) -> list:
+    """log1p of the skewed features (a missing value, e.g. no purchase yet, counts as 0), assembled, scaled."""
+    transformed = ", ".join(
+        f"{'log1p' if f in settings.log_features else ''}(coalesce(`{f}`, 0D)) AS `{_input_name(f)}`"
+        for f in settings.features
+    )
+    return [
+        SQLTransformer(statement=f"SELECT *, {transformed} FROM __THIS__"),
+        VectorAssembler(inputCols=[_input_name(f) for f in settings.features], outputCol="_assembled"),
+        StandardScaler(inputCol="_assembled", outputCol=SCALED, withMean=True, withStd=True),
+    ]
+
+
+@dataclass(frozen=True)
+class TrainedSegmentation:
+    model: PipelineModel
+    silhouettes: dict[int, float]
+    training_rows: int
+
+    @property
+    def k(self) -> int:
+        return self.kmeans.getK()
+
+    @property
+    def kmeans(self) -> KMeansModel:
+        return self.model.stages[-1]
+
+
+def train_segmentation(features: DataFrame, settings: SegmentSettings) -> TrainedSegmentation:
+    """Fit the feature stages once on a seeded sample, then KMeans for every k in the range; keep the k with
+    the best silhouette (ties: the smaller k)."""
+    total = features.count()
+    sample = features
+    if total > settings.max_training_rows:
+        sample = features.sample(fraction=settings.max_training_rows / total, seed=settings.seed)
+    prepared_model = Pipeline(stages=feature_stages(settings)).fit(sample)
+    prepared = prepared_model.transform(sample).select(SCALED).cache()
+    rows = prepared.count()
+    evaluator = ClusteringEvaluator(featuresCol=SCALED, predictionCol=CLUSTER)
+    best: KMeansModel | None = None
+    silhouettes: dict[int, float] = {}
+    for k in range(settings.k_min, min(settings.k_max, rows - 1) + 1):
+        kmeans = KMeans(k=k, seed=settings.seed, featuresCol=SCALED, predictionCol=CLUSTER, maxIter=50).fit(prepared)
+        silhouettes[k] = evaluator.evaluate(kmeans.transform(prepared))
+        if best is None or silhouettes[k] > silhouettes[best.getK()]:
+            best = kmeans
+    prepared.unpersist()
+    if best is None:
+        raise ValueError(f"only {rows} people to segment; need more than k_min={settings.k_min}")
+    return TrainedSegmentation(PipelineModel(stages=[*prepared_model.stages, best]), silhouettes, rows)
+
+
+def assign_clusters(model: PipelineModel, features: DataFrame) -> DataFrame:
+    """person_id, cluster: every person scored with the saved model (no retraining)."""
+    return model.transform(features).select("person_id", CLUSTER)
+
+
+def _scaler(model: PipelineModel) -> StandardScalerModel:
+    return next(stage for stage in model.stages if isinstance(stage, StandardScalerModel))
+
+
+def centroids_in_original_units(model: PipelineModel, settings: SegmentSettings) -> list[dict[str, float]]:
+    """Each KMeans centre un-scaled and un-logged back into the features' own units."""
+    scaler = _scaler(model)
+    mean, std = scaler.mean.toArray(), scaler.std.toArray()
+    centroids = []
+    for center in model.stages[-1].clusterCenters():
+        raw = center * std + mean
+        centroids.append({
+            f: float(math.expm1(value) if f in settings.log_features else value)
+            for f, value in zip(settings.features, raw)
+        })
+    return centroids
+
+
+def _scaled_vector(model: PipelineModel, centroid: dict[str, float], settings: SegmentSettings) -> np.ndarray:
+    scaler = _scaler(model)
+    raw = np.array([math.log1p(centroid[f]) if f in settings.log_features else centroid[f]
+                    for f in settings.features])
+    std = np.where(scaler.std.toArray() == 0, 1.0, scaler.std.toArray())
+    return (raw - scaler.mean.toArray()) / std
+
+
+def distinguishing_features(model: PipelineModel, settings: SegmentSettings, top: int = 2) -> list[list[str]]:
+    """Per cluster, the features whose standardised centre lies furthest from the average person, signed."""
+    described = []
+    for center in model.stages[-1].clusterCenters():
+        order = np.argsort(-np.abs(center))[:top]
+        described.append([f"{'high' if center[i] > 0 else 'low'} {settings.features[i]}" for i in order])
+    return described
+
+
+def segment_name(distinguishing: list[str]) -> str:
+    words = []
+    for item in distinguishing:
+        direction, feature = item.split(" ", 1)
+        words.append(FEATURE_WORDS.get((feature, 1 if direction == "high" else -1), item))
+    return ", ".join(words).capitalize()
+
+
+@dataclass(frozen=True)
+class PreviousSegment:
+    segment_id: int
+    name: str
+    centroid: dict[str, float]
+
+
+def match_segments(model: PipelineModel, settings: SegmentSettings,
+                   previous: list[PreviousSegment]) -> dict[int, PreviousSegment]:
+    """cluster index -> the previous segment it continues, by minimum total centroid distance in the new model's
+    scaled space; previous segments whose features no longer exist cannot be matched."""
+    usable = [p for p in previous if all(f in p.centroid for f in settings.features)]
+    if not usable:
+        return {}
+    centers = np.array(model.stages[-1].clusterCenters())
+    before = np.array([_scaled_vector(model, p.centroid, settings) for p in usable])
+    distances = np.linalg.norm(centers[:, None, :] - before[None, :, :], axis=2)
+    clusters, matched = linear_sum_assignment(distances)
+    return {int(c): usable[m] for c, m in zip(clusters, matched)}
+
+
+SEGMENTS_SCHEMA = (
+    "segment_id int, cluster int, name string, people long, centroid map<string,double>, "
+    "distinguishing_features array<string>, model_path string, model_run_id string, as_of date"
+)
+
+
+def segment_rows(model: PipelineModel, settings: SegmentSettings, previous: list[PreviousSegment]) -> list[tuple]:
+    """(segment_id, cluster, name, centroid, distinguishing_features) per cluster: id and name carried over from
+    the matched previous segment, else the next unused id and a name from its distinguishing features (made
+    unique by the next feature when two clusters would share a name)."""
+    matches = match_segments(model, settings, previous)
+    next_id = max((p.segment_id for p in previous), default=0) + 1
+    centroids = centroids_in_original_units(model, settings)
+    described = distinguishing_features(model, settings, top=len(settings.features))
+    taken = {match.name for match in matches.values()}
+    rows = []
+    for cluster, centroid in enumerate(centroids):
+        if cluster in matches:
+            segment_id, name = matches[cluster].segment_id, matches[cluster].name
+        else:
+            segment_id, next_id = next_id, next_id + 1
+            top = 2
+            name = segment_name(described[cluster][:top])
+            while name in taken and top < len(described[cluster]):
+                top += 1
+                name = segment_name(described[cluster][:top])
+        taken.add(name)
+        rows.append((segment_id, cluster, name, centroid, described[cluster][:3]))
+    return rows
+
+
+def segment_migrations(before: DataFrame, after: DataFrame) -> DataFrame:
+    """from_segment_id, to_segment_id, people: how people moved between two assignments (person_id,
+    segment_id); a person new to the profile comes from null, one no longer profiled goes to null."""
+    moves = before.select("person_id", F.col("segment_id").alias("from_segment_id")).join(
+        after.select("person_id", F.col("segment_id").alias("to_segment_id")), "person_id", "full_outer")
+    return moves.groupBy("from_segment_id", "to_segment_id").agg(F.count(F.lit(1)).alias("people"))
