@@ -8,6 +8,7 @@ from delta.tables import DeltaTable
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQueryException
+from pyspark.sql.types import MapType
 
 from lib.config import Config
 
@@ -86,7 +87,8 @@ def merge_upsert(
     if newer_than:
         changed = f"s.`{newer_than}` > t.`{newer_than}`"
     else:
-        changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in df.columns if c not in keys) or "false"
+        changed = " OR ".join(_differs(f"t.`{f.name}`", f"s.`{f.name}`", f.dataType)
+                              for f in df.schema.fields if f.name not in keys) or "false"
     merge = (
         target.alias("t")
         .merge(df.alias("s"), on)
@@ -98,6 +100,13 @@ def merge_upsert(
     merge.execute()
     metrics = target.history(1).collect()[0]["operationMetrics"] or {}
     return {k: int(v) for k, v in metrics.items() if v.isdigit()}
+
+
+def _differs(target: str, source: str, data_type) -> str:
+    # Maps have no equality in Spark SQL; their JSON text (keys in insertion order, as written) does.
+    if isinstance(data_type, MapType):
+        return f"NOT (to_json({target}) <=> to_json({source}))"
+    return f"NOT ({target} <=> {source})"
 
 
 def process_new_rows(

@@ -114,6 +114,13 @@ def _count_distinct(value: Column) -> Column:
     return F.countDistinct(value)
 
 
+def price_positions(products: DataFrame) -> DataFrame:
+    """product_id, category, price_position: where the product's price lies in its category, 0 = cheapest,
+    1 = dearest; a person's average says how price-sensitive they are, whatever categories they buy in."""
+    in_category = Window.partitionBy("category").orderBy("price")
+    return products.select("product_id", "category", F.percent_rank().over(in_category).alias("price_position"))
+
+
 def purchase_features(purchases: DataFrame, order_items: DataFrame, products: DataFrame, as_of: dt.date,
                       windows: Sequence[int]) -> DataFrame:
     """Per person: orders and revenue per window, order value, units, item price, categories, channel."""
@@ -127,11 +134,12 @@ def purchase_features(purchases: DataFrame, order_items: DataFrame, products: Da
         F.max("order_ts").alias("last_purchase_ts"),
     )
     lines = order_items.join(purchases.select("order_id", "person_id"), "order_id").join(
-        products.select("product_id", "category"), "product_id", "left")
+        price_positions(products), "product_id", "left")
     units = lines.groupBy("person_id").agg(
         F.sum("quantity").alias("units"),
         F.sum(F.col("line_amount").cast("double")).alias("_line_revenue"),
         F.countDistinct("category").alias("distinct_categories"),
+        F.avg("price_position").alias("price_position"),
     )
     return (
         totals.join(units, "person_id", "left")
@@ -188,7 +196,7 @@ def _age_band(birth_date: Column, as_of: dt.date) -> Column:
 def customer_features(persons: DataFrame, purchases: DataFrame, order_items: DataFrame, products: DataFrame,
                       events: DataFrame, as_of: dt.date, windows: Sequence[int]) -> DataFrame:
     """gold.customer_features: one row per person; counts are 0 (not null) for people without that activity,
-    and rates per active week are measured from the person's first activity (visit, purchase or signup)."""
+    and rates per active week are measured from the person's first visit or purchase."""
     features = (
         persons.filter(F.col("first_signup_ts").isNull() | (F.col("first_signup_ts") < day_end(as_of)))
         .join(purchase_features(purchases, order_items, products, as_of, windows), "person_id", "left")
@@ -196,7 +204,10 @@ def customer_features(persons: DataFrame, purchases: DataFrame, order_items: Dat
     )
     windowed = [f"{name}_{window}" for name in WINDOWED_COUNTS
                 for window in ["lifetime", *(f"{days}d" for days in windows)]]
-    first_activity = F.least(F.to_date("first_signup_ts"), F.to_date("first_visit_ts"), F.to_date("first_purchase_ts"))
+    # Seen from the first visit or purchase (signup only for people never seen): a signup years before the data
+    # starts must not dilute the rates.
+    first_activity = F.coalesce(F.least(F.to_date("first_visit_ts"), F.to_date("first_purchase_ts")),
+                                F.to_date("first_signup_ts"))
     active_weeks = (F.datediff(F.lit(as_of), first_activity) + 1) / 7
     return (
         features.fillna(0, subset=[*windowed, *PLAIN_COUNTS])
@@ -210,8 +221,6 @@ def customer_features(persons: DataFrame, purchases: DataFrame, order_items: Dat
         .withColumn("sessions_per_week", F.col("sessions_lifetime") / F.col("active_weeks"))
         .withColumn("purchase_recency_share",
                     F.coalesce(F.col("days_since_last_purchase") / (F.col("active_weeks") * 7), F.lit(1.0)))
-        .withColumn("newcomer_share", F.datediff(F.lit(as_of), first_activity) / F.greatest(
-            F.col("tenure_days"), F.datediff(F.lit(as_of), first_activity), F.lit(1)))
         .drop("birth_date")
     )
 

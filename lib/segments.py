@@ -28,10 +28,10 @@ CLUSTER = "cluster"
 FEATURE_WORDS = {
     ("orders_per_week", 1): "frequent buyers", ("orders_per_week", -1): "rare buyers",
     ("sessions_per_week", 1): "heavy browsers", ("sessions_per_week", -1): "rare visitors",
-    ("average_item_price", 1): "premium", ("average_item_price", -1): "bargain",
+    ("price_position", 1): "premium", ("price_position", -1): "bargain hunters",
     ("items_per_order", 1): "big baskets", ("items_per_order", -1): "small baskets",
     ("purchase_recency_share", 1): "lapsed", ("purchase_recency_share", -1): "recent",
-    ("newcomer_share", 1): "long-standing", ("newcomer_share", -1): "newcomers",
+    ("active_weeks", 1): "long-standing", ("active_weeks", -1): "newcomers",
 }
 
 

@@ -122,7 +122,8 @@ def test_customer_features_count_windows_sessions_and_abandoned_carts(spark):
     items = spark.createDataFrame(
         [("o-1", "sku-1", 1, 30.0), ("o-2", "sku-1", 1, 20.0), ("o-2", "sku-2", 2, 15.0), ("o-3", "sku-2", 1, 20.0)],
         "order_id string, product_id string, quantity int, line_amount double")
-    products = spark.createDataFrame([("sku-1", "shoes"), ("sku-2", "books")], "product_id string, category string")
+    products = spark.createDataFrame([("sku-1", "shoes", 30.0), ("sku-2", "books", 15.0), ("sku-3", "books", 40.0),
+                                      ("sku-4", "shoes", 10.0)], "product_id string, category string, price double")
     events = spark.createDataFrame([
         ("e-1", "p-1", "s-1", "product_view", _ts(2), "web", None),
         ("e-2", "p-1", "s-1", "add_to_cart", _ts(2), "web", None),
@@ -139,6 +140,7 @@ def test_customer_features_count_windows_sessions_and_abandoned_carts(spark):
     assert buyer["revenue_30d"] == 80.0 and buyer["average_order_value"] == pytest.approx(100 / 3)
     assert (buyer["units"], buyer["distinct_categories"], buyer["favourite_category"]) == (5, 2, "books")
     assert buyer["favourite_channel"] == "web"
+    assert buyer["price_position"] == 0.5  # two lines of the dearest shoes, two of the cheapest book
     assert (buyer["sessions_lifetime"], buyer["sessions_7d"], buyer["cart_sessions"]) == (2, 1, 2)
     assert buyer["cart_abandonment_rate"] == 0.5 and buyer["campaign_sessions"] == 1 and buyer["email_opens"] == 1
     assert (buyer["days_since_last_purchase"], buyer["days_since_last_visit"]) == (2, 2)
