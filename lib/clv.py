@@ -126,6 +126,9 @@ def fit_bgnbd(frequency, recency, T) -> BgNbdFit:
     if x.size == 0:
         raise ValueError("fit_bgnbd needs at least one customer")
     t_x, age = np.asarray(recency, dtype=float), np.asarray(T, dtype=float)
+    # Summing in one canonical order makes the fit a function of the set of customers, not of their order.
+    order = np.lexsort((age, t_x, x))
+    x, t_x, age = x[order], t_x[order], age[order]
     (r, alpha, a, b), log_likelihood = _maximise(
         lambda *params: bgnbd_log_likelihood(*params, x, t_x, age).sum(), 4
     )
@@ -141,7 +144,8 @@ def fit_gamma_gamma(frequency, monetary_value) -> GammaGammaFit:
     usable = (x > 0) & (m > 0)
     if not usable.any():
         raise ValueError("fit_gamma_gamma needs at least one customer with repeat purchases of positive spend")
-    x, m = x[usable], m[usable]
+    order = np.lexsort((m[usable], x[usable]))
+    x, m = x[usable][order], m[usable][order]
     (p, q, gamma), log_likelihood = _maximise(lambda *params: gamma_gamma_log_likelihood(*params, x, m).sum(), 3)
     return GammaGammaFit(p, q, gamma, log_likelihood, int(x.size))
 
@@ -212,7 +216,7 @@ def clv_scores(summary: DataFrame, bgnbd: BgNbdFit, gamma_gamma: GammaGammaFit, 
     # A row-at-a-time UDF (pandas UDFs need pyarrow, which the project does not install); numpy is vectorised
     # over the horizon's steps within the row.
     @F.udf("struct<p_alive:double,expected_purchases:double,discounted_purchases:double>")
-    def purchases(frequency: int, recency: float, age: float):
+    def purchases(frequency, recency, age):
         cumulative = expected_purchases(bgnbd, horizons, frequency, recency, age)
         return (float(probability_alive(bgnbd, frequency, recency, age)), float(cumulative[-1]),
                 float(np.diff(cumulative, prepend=0.0) @ weights))
