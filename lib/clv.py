@@ -98,10 +98,11 @@ def bgnbd_log_likelihood(r: float, alpha: float, a: float, b: float, frequency, 
     x, t_x, age = (np.asarray(v, dtype=float) for v in (frequency, recency, T))
     common = gammaln(r + x) - gammaln(r) + r * math.log(alpha) + betaln(a, b + x) - betaln(a, b)
     still_alive = -(r + x) * np.log(alpha + age)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dropped_after_last = np.where(
-            x > 0, math.log(a) - np.log(b + x - 1) - (r + x) * np.log(alpha + t_x), -np.inf
-        )
+    repeat = x > 0
+    # Evaluated for every customer, so the non-repeaters' term is given a harmless base before np.where drops it.
+    dropped_after_last = np.where(
+        repeat, math.log(a) - np.log(np.where(repeat, b + x - 1, 1.0)) - (r + x) * np.log(alpha + t_x), -np.inf
+    )
     return common + np.logaddexp(still_alive, dropped_after_last)
 
 
@@ -132,7 +133,7 @@ def fit_bgnbd(frequency, recency, T) -> BgNbdFit:
     (r, alpha, a, b), log_likelihood = _maximise(
         lambda *params: bgnbd_log_likelihood(*params, x, t_x, age).sum(), 4
     )
-    return BgNbdFit(r, alpha, a, b, log_likelihood, int(x.size))
+    return BgNbdFit(float(r), float(alpha), float(a), float(b), log_likelihood, int(x.size))
 
 
 def fit_gamma_gamma(frequency, monetary_value) -> GammaGammaFit:
@@ -147,7 +148,7 @@ def fit_gamma_gamma(frequency, monetary_value) -> GammaGammaFit:
     order = np.lexsort((m[usable], x[usable]))
     x, m = x[usable][order], m[usable][order]
     (p, q, gamma), log_likelihood = _maximise(lambda *params: gamma_gamma_log_likelihood(*params, x, m).sum(), 3)
-    return GammaGammaFit(p, q, gamma, log_likelihood, int(x.size))
+    return GammaGammaFit(float(p), float(q), float(gamma), log_likelihood, int(x.size))
 
 
 def fit_clv_models(summary: DataFrame, customer_column: str = "person_id",
@@ -172,7 +173,6 @@ def probability_alive(fit: BgNbdFit, frequency, recency, T) -> np.ndarray:
     """P(still alive | x, t_x, T); 1 for customers without repeat purchases (BG/NBD drops out only after one)."""
     x, t_x, age = (np.asarray(v, dtype=float) for v in (frequency, recency, T))
     repeat = x > 0
-    # Evaluated for every customer, so the non-repeaters' term is given a harmless base before np.where drops it.
     log_odds_dead = np.where(
         repeat,
         math.log(fit.a) - np.log(np.where(repeat, fit.b + x - 1, 1.0))
@@ -207,10 +207,11 @@ def clv_scores(summary: DataFrame, bgnbd: BgNbdFit, gamma_gamma: GammaGammaFit, 
     discounted by (1 + annual_discount_rate) ^ (years to the step's end). Undiscounted (rate 0, the default) this
     is expected_purchases x expected_spend.
     """
+    if gamma_gamma.q <= 1:
+        raise ValueError(f"the spend model has no finite mean (q = {gamma_gamma.q:.3f} <= 1); CLV is undefined")
     steps = max(1, round(horizon_weeks / WEEKS_PER_MONTH))
     step_ends = [horizon_weeks * (k + 1) / steps for k in range(steps)]
     discounts = [(1 + annual_discount_rate) ** -(end / WEEKS_PER_YEAR) for end in step_ends]
-
     horizons, weights = np.array(step_ends), np.array(discounts)
 
     # A row-at-a-time UDF (pandas UDFs need pyarrow, which the project does not install); numpy is vectorised

@@ -210,6 +210,13 @@ def test_discounting_lowers_clv_and_none_leaves_purchases_times_spend(raw_orders
     assert (discounted["clv"] > scores["clv"] / 1.1).all()
 
 
+def test_a_spend_model_without_finite_mean_is_refused(raw_orders, published_models):
+    summary = clv_summary(raw_orders, CALIBRATION_END, customer_column="customer_id")
+    heavy_tailed = GammaGammaFit(p=6.0, q=0.9, gamma=15.0, log_likelihood=math.nan, customers=1)
+    with pytest.raises(ValueError, match="no finite mean"):
+        clv_scores(summary, published_models[0], heavy_tailed)
+
+
 def test_expected_purchases_stay_finite_where_the_textbook_form_overflows(published_models):
     bgnbd, _ = published_models
     x = np.array([10, 100, 400, 1000, 5000])
