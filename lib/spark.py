@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from delta import configure_spark_with_delta_pip
 from pyspark.sql import SparkSession
@@ -37,6 +38,8 @@ def spark_session(config: Config) -> SparkSession:
     if config.spark.master.startswith("local"):
         # A local session needs no network interface; binding to loopback also silences Spark's hostname warning.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Python UDF workers (lib.clv) run in the driver's interpreter, so they see the packages installed with it.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
         # Not launched by spark-submit: the master comes from config and the Delta jars are fetched through
         # spark.jars.packages (Maven Central) by delta-spark's helper. Under spark-submit.sh both are given there.
