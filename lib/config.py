@@ -101,6 +101,25 @@ class SegmentSettings:
 
 
 @dataclass(frozen=True)
+class PatternSettings:
+    # Frequent itemsets: a share of all baskets; FPGrowth turns it into the count ceil(min_support * baskets).
+    # min_count, when set, is that count directly and min_support is ignored.
+    min_support: float = 0.01
+    min_count: int | None = None
+    min_confidence: float = 0.3
+    max_antecedent_size: int = 3
+    # A basket with more distinct items than this (a wholesale or office order) keeps its most frequent items:
+    # one long basket holds 2^n itemsets and can dominate FPGrowth's run time.
+    max_basket_size: int = 50
+    # "product" or "category": what an item of a basket is.
+    level: str = "product"
+    # When the estimated number of frequent itemsets exceeds this, the minimum count is raised until it fits
+    # (adapt_min_support = true) or the job refuses to run (false).
+    max_itemsets: int = 100_000
+    adapt_min_support: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     landing_root: str = "data/landing"
     lakehouse_root: str = "data/lakehouse"
@@ -112,6 +131,7 @@ class Config:
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     profiles: ProfileSettings = field(default_factory=ProfileSettings)
     segments: SegmentSettings = field(default_factory=SegmentSettings)
+    patterns: PatternSettings = field(default_factory=PatternSettings)
 
     def table_path(self, table: str) -> str:
         """``silver.orders`` -> ``<lakehouse_root>/silver/orders``."""

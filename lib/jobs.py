@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lib import customers, events, identity, io, orders, profiles, segments, silver
+from lib import customers, events, identity, io, orders, patterns, profiles, segments, silver
 from lib.bronze import bronze_records, read_landing_stream
 from lib.events import SET_ASIDE
 from lib.pii import pii_key
 from lib.quality import FAILED_RULES
 from lib.runner import JobContext, JobFunction
 from lib.schemas import countries, rfm_segment_rules, sources, table_schema
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -363,6 +366,41 @@ def gold_customer_profile(ctx: JobContext) -> None:
     features.unpersist()
 
 
+def gold_patterns(ctx: JobContext) -> None:
+    """silver.order_items -> baskets -> FPGrowth -> gates -> gold.frequent_itemsets and gold.purchase_rules."""
+    settings = ctx.config.patterns
+    products = io.read_table(ctx.spark, ctx.config, "silver.products") if settings.level == "category" else None
+    baskets = patterns.order_baskets(io.read_table(ctx.spark, ctx.config, "silver.order_items"), settings.level,
+                                     products)
+    capped = patterns.capped_baskets(baskets, settings.max_basket_size)
+    basket_rows = capped.baskets.cache()
+    basket_count = basket_rows.count()
+    requested = settings.min_count or patterns.support_count(settings.min_support, basket_count)
+    guard = patterns.guarded_min_count(basket_rows, requested, settings.max_itemsets, basket_count,
+                                       adapt=settings.adapt_min_support)
+    (log.warning if guard.adapted else log.info)("gold_patterns: %s", guard.message)
+    itemsets = patterns.frequent_itemsets(basket_rows, guard.min_count, basket_count).withColumn(
+        "level", F.lit(settings.level)).cache()
+    rules = patterns.purchase_rules(itemsets, settings.min_confidence, settings.max_antecedent_size).withColumn(
+        "level", F.lit(settings.level)).cache()
+    run_details = dict(baskets=basket_count, baskets_capped=capped.capped, items_dropped_by_cap=capped.items_dropped,
+                       min_count_requested=guard.requested_count, min_count=guard.min_count,
+                       estimated_itemsets=guard.estimate)
+    published = []
+    # Both gates pass before either table moves, so rules never refer to itemsets of another run.
+    for rows, table, key in ((itemsets, "gold.frequent_itemsets", "itemset_key"),
+                             (patterns.rules_with_checks(rules), "gold.purchase_rules", "rule_key")):
+        accounting = ctx.accounting(table)
+        accounting.add(rows_in=rows.count(), **run_details)
+        gate = ctx.gate(rows, table, [key], quarantine=f"quarantine.{table.partition('.')[2]}")
+        accounting.add(quarantined=gate.rows_failed, published=gate.rows_checked - gate.rows_failed)
+        published.append((gate.passed_rows.drop(*patterns.CHECK_COLUMNS), table, key))
+    for rows, table, key in published:
+        io.merge_upsert(ctx.spark, rows, ctx.config, table, [key], delete_missing=True)
+    for cached in (rules, itemsets, basket_rows):
+        cached.unpersist()
+
+
 @dataclass(frozen=True)
 class Job:
     name: str
@@ -388,5 +426,6 @@ PIPELINE: dict[str, Job] = {
         Job("gold_customer_features", gold_customer_features,
             depends_on=("silver_identity", "silver_orders", "silver_products", "silver_events")),
         Job("gold_customer_profile", gold_customer_profile, depends_on=("gold_customer_features",)),
+        Job("gold_patterns", gold_patterns, depends_on=("silver_orders", "silver_products")),
     ]
 }
