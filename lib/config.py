@@ -80,6 +80,12 @@ class ProfileSettings:
     new_days: int = 30
     active_days: int = 90
     churn_days: int = 180
+    # Lifetime value (BG/NBD + Gamma-Gamma): the horizon, an optional annual discount rate, the most customers the
+    # maximum-likelihood fit samples (scoring covers everyone), and the fewest repeat buyers worth fitting on.
+    clv_horizon_weeks: float = 52.0
+    clv_annual_discount_rate: float = 0.0
+    clv_max_training_rows: int = 500_000
+    clv_min_repeat_customers: int = 20
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lib import customers, events, identity, io, orders, patterns, profiles, segments, silver
+from lib import clv, customers, events, identity, io, orders, patterns, profiles, segments, silver
 from lib.bronze import bronze_records, read_landing_stream
 from lib.events import SET_ASIDE
 from lib.pii import pii_key
@@ -341,9 +341,37 @@ def _segment_assignments(ctx: JobContext, features: DataFrame, as_of: dt.date) -
     return assignments.select("person_id", "segment_id", "segment_name")
 
 
+def _lifetime_values(ctx: JobContext, purchases: DataFrame, as_of: dt.date) -> DataFrame:
+    """person_id, p_alive, expected_purchases, expected_spend, clv for every buyer, from BG/NBD + Gamma-Gamma
+    fitted on this run's purchase summary (parameters in ops.model_runs). Too few repeat buyers to fit: no rows,
+    and the reason in the job's accounting."""
+    settings = ctx.config.profiles
+    summary = clv.clv_summary(purchases, as_of).cache()
+    repeat_buyers = summary.filter("frequency > 0").count()
+    if repeat_buyers < settings.clv_min_repeat_customers:
+        ctx.accounting("gold.customer_profile").add(clv_skipped_repeat_buyers=repeat_buyers)
+        summary.unpersist()
+        return purchases.sparkSession.createDataFrame(
+            [], "person_id string, p_alive double, expected_purchases double, expected_spend double, clv double")
+    bgnbd, gamma_gamma = clv.fit_clv_models(summary, max_rows=settings.clv_max_training_rows)
+    ctx.record_model_run(
+        "clv",
+        params={"as_of": as_of, "horizon_weeks": settings.clv_horizon_weeks,
+                "annual_discount_rate": settings.clv_annual_discount_rate},
+        metrics={"r": bgnbd.r, "alpha": bgnbd.alpha, "a": bgnbd.a, "b": bgnbd.b,
+                 "bgnbd_log_likelihood": bgnbd.log_likelihood, "bgnbd_customers": bgnbd.customers,
+                 "p": gamma_gamma.p, "q": gamma_gamma.q, "gamma": gamma_gamma.gamma,
+                 "gamma_gamma_log_likelihood": gamma_gamma.log_likelihood,
+                 "gamma_gamma_customers": gamma_gamma.customers},
+    )
+    scores = clv.clv_scores(summary, bgnbd, gamma_gamma, settings.clv_horizon_weeks,
+                            settings.clv_annual_discount_rate)
+    return scores.select("person_id", "p_alive", "expected_purchases", "expected_spend", "clv")
+
+
 def gold_customer_profile(ctx: JobContext) -> None:
-    """gold.customer_features -> RFM, lifecycle, KMeans segment -> gate -> gold.customer_profile; people moving
-    between segments are counted in gold.segment_migrations."""
+    """gold.customer_features -> RFM, lifecycle, lifetime value, KMeans segment -> gate -> gold.customer_profile;
+    people moving between segments are counted in gold.segment_migrations."""
     read = lambda table: io.read_table(ctx.spark, ctx.config, table)  # noqa: E731
     features = read("gold.customer_features").cache()
     as_of = features.select("as_of").first()["as_of"]
@@ -354,7 +382,12 @@ def gold_customer_profile(ctx: JobContext) -> None:
         profiles.LifecycleRules(settings.new_days, settings.active_days, settings.churn_days),
     )
     assignments = _segment_assignments(ctx, features, as_of)
-    profile = staged.join(assignments, "person_id", "left").cache()
+    profile = (
+        staged.join(_lifetime_values(ctx, purchases, as_of), "person_id", "left")
+        .fillna(0.0, subset=["expected_purchases", "clv"])
+        .join(assignments, "person_id", "left")
+        .cache()
+    )
     if io.table_exists(ctx.spark, ctx.config, "gold.customer_profile"):
         moves = segments.segment_migrations(read("gold.customer_profile"), profile)
         moved = moves.filter(~F.col("from_segment_id").eqNullSafe(F.col("to_segment_id")))
