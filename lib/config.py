@@ -92,9 +92,9 @@ class ProfileSettings:
 class SegmentSettings:
     # Behaviour features KMeans clusters on; log_features are log1p-transformed first (money and counts are
     # heavily skewed) and everything is standardised.
-    features: tuple[str, ...] = ("orders_per_week", "sessions_per_week", "price_position", "items_per_order",
+    features: tuple[str, ...] = ("orders_per_week", "sessions_per_week", "price_position",
                                  "purchase_recency_share", "active_weeks")
-    log_features: tuple[str, ...] = ("orders_per_week", "sessions_per_week", "items_per_order", "active_weeks")
+    log_features: tuple[str, ...] = ("orders_per_week", "sessions_per_week", "active_weeks")
     # k is chosen by silhouette over this range; a fixed seed keeps retrains reproducible.
     k_min: int = 3
     k_max: int = 10

@@ -45,14 +45,17 @@ class Archetype:
     joins_after: float = 0.0  # share of the period before which the customer has not signed up
 
 
+# Each archetype has one behaviour that sets it apart, so a segmentation can find them again: champions buy and
+# visit most, bargain hunters buy the cheapest quarter, window shoppers browse and never buy, one-timers buy once,
+# churned customers stop buying and visiting after the first third, new customers sign up in the last third.
 ARCHETYPES = {
-    "champion": Archetype(0.25, 3.0, 1.4, 0.6),
+    "champion": Archetype(0.35, 3.0, 1.4, 1.0),
     "loyal": Archetype(0.10, 2.2, 1.0, 0.35),
-    "bargain_hunter": Archetype(0.07, 2.5, 0.5, 0.4),
-    "window_shopper": Archetype(0.005, 1.2, 1.0, 0.7),
+    "bargain_hunter": Archetype(0.10, 2.5, 0.5, 0.35),
+    "window_shopper": Archetype(0.0, 1.2, 1.0, 0.8),
     "one_timer": Archetype(0.0, 1.5, 1.0, 0.1),
-    "churned": Archetype(0.12, 2.0, 1.0, 0.3, active_until=0.4),
-    "new": Archetype(0.10, 2.0, 1.0, 0.4, joins_after=0.5),
+    "churned": Archetype(0.12, 2.0, 1.0, 0.3, active_until=0.35),
+    "new": Archetype(0.15, 2.0, 1.0, 0.5, joins_after=0.6),
 }
 ARCHETYPE_WEIGHTS = {"champion": 0.06, "loyal": 0.2, "bargain_hunter": 0.16, "window_shopper": 0.18,
                      "one_timer": 0.15, "churned": 0.12, "new": 0.13}
@@ -356,7 +359,8 @@ class DayWriter:
                 campaign = None  # only clicks convert through the campaign; other purchases are organic
         if customer.record_broken:
             buys, campaign = False, None
-        sessions = _poisson(self.rng, profile.sessions_per_day) + (1 if buys else 0)
+        sessions = _poisson(self.rng, profile.sessions_per_day if active else profile.sessions_per_day / 10) + (
+            1 if buys else 0)
         for index in range(sessions):
             cookie = customer.cookies[min(len(customer.cookies) - 1, self.day * len(customer.cookies)
                                           // self.settings.days)]

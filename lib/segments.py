@@ -15,7 +15,7 @@ import numpy as np
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.clustering import KMeans, KMeansModel
 from pyspark.ml.evaluation import ClusteringEvaluator
-from pyspark.ml.feature import SQLTransformer, StandardScaler, StandardScalerModel, VectorAssembler
+from pyspark.ml.feature import Imputer, SQLTransformer, StandardScaler, StandardScalerModel, VectorAssembler
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from scipy.optimize import linear_sum_assignment
@@ -40,12 +40,17 @@ def _input_name(feature: str) -> str:
 
 
 def feature_stages(settings: SegmentSettings) -> list:
-    """log1p of the skewed features (a missing value, e.g. no purchase yet, counts as 0), assembled, scaled."""
+    """Missing values (e.g. the price position of someone who never bought) set to the feature's median, so they
+    look average rather than extreme; log1p of the skewed features; assembled; scaled."""
+    imputed = [f"_imputed_{f}" for f in settings.features]
     transformed = ", ".join(
-        f"{'log1p' if f in settings.log_features else ''}(coalesce(`{f}`, 0D)) AS `{_input_name(f)}`"
-        for f in settings.features
+        f"{'log1p' if f in settings.log_features else ''}(double(`{source}`)) AS `{_input_name(f)}`"
+        for f, source in zip(settings.features, imputed)
     )
     return [
+        SQLTransformer(statement="SELECT *, " + ", ".join(
+            f"double(`{f}`) AS `{source}`" for f, source in zip(settings.features, imputed)) + " FROM __THIS__"),
+        Imputer(inputCols=imputed, outputCols=imputed, strategy="median"),
         SQLTransformer(statement=f"SELECT *, {transformed} FROM __THIS__"),
         VectorAssembler(inputCols=[_input_name(f) for f in settings.features], outputCol="_assembled"),
         StandardScaler(inputCol="_assembled", outputCol=SCALED, withMean=True, withStd=True),
