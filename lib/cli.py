@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import shutil
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from lib.config import Config, ConfigError, load_config
@@ -69,18 +74,27 @@ def generate(
     console.print(table)
 
 
+ForceOption = Annotated[bool, typer.Option("--force", help="Run jobs even when their input tables did not change.")]
+
+
 @app.command()
-def run(job: Annotated[str, typer.Argument(help="Job name; `dmp pipeline list` shows them.")]) -> None:
-    """Run one job (its upstream tables must exist)."""
-    _run_and_report([job])
+def run(job: Annotated[str, typer.Argument(help="Job name; `dmp pipeline list` shows them.")],
+        force: ForceOption = False) -> None:
+    """Run one job (its upstream tables must exist) unless it is up to date."""
+    _run_and_report([job], force=force)
 
 
 @pipeline_app.command("run")
 def pipeline_run(
     only: Annotated[Optional[list[str]], typer.Option("--only", help="Run just these jobs (repeatable).")] = None,
+    start_from: Annotated[
+        Optional[str], typer.Option("--from", help="Run this job and every job downstream of it.")
+    ] = None,
+    force: ForceOption = False,
 ) -> None:
-    """Run every job in dependency order; a failed gate stops the jobs downstream of it."""
-    _run_and_report(only)
+    """Run the jobs in dependency order, skipping those whose input tables did not change since their last
+    successful run; a failed gate stops the jobs downstream of it."""
+    _run_and_report(only, start_from, force)
 
 
 @pipeline_app.command("list")
@@ -154,8 +168,6 @@ def bundle(
     ] = None,
 ) -> None:
     """Write a Databricks Asset Bundle (databricks.yml) running the job graph as one scheduled multi-task job."""
-    from rich.markup import escape
-
     from lib.bundle import BundleError, BundleSettings, write_bundle
 
     settings = BundleSettings(
@@ -172,35 +184,81 @@ def bundle(
     console.print(f"wrote {out}: job dmp_pipeline with {len(tasks)} tasks, schedule '{cron}' ({timezone})")
 
 
-def _run_and_report(jobs: list[str] | None) -> None:
+def _run_and_report(jobs: list[str] | None, start_from: str | None = None, force: bool = False) -> None:
     from lib.pipeline import run_pipeline, selected_jobs
     from lib.spark import spark_session
 
     try:
-        selected_jobs(jobs)
+        planned = selected_jobs(jobs, start_from)
     except ValueError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from error
     with console.status("starting Spark (the first start downloads the Delta jars) ..."):
         spark = spark_session(_config())
-
-    spinner = console.status("")
-
-    def started(job: str) -> None:
-        spinner.update(f"running {job} ...")
-        spinner.start()
-
-    def progress(run: JobRun) -> None:
-        spinner.stop()
-        colour = {"succeeded": "green", "failed": "red"}.get(run.status, "yellow")
-        console.print(f"[{colour}]{run.status:>9}[/{colour}] {run.job} ({run.seconds:.1f} s)")
-        if run.error:
-            console.print(f"          {run.error}")
-
-    runs = run_pipeline(spark, _config(), jobs, on_job_start=started, on_job_done=progress)
+    progress = PipelineProgress(planned)
+    with progress.shown(console):
+        runs = run_pipeline(spark, _config(), jobs, start_from, force, on_job_start=progress.started,
+                            on_job_done=progress.done)
     console.print(summary_table(runs))
-    if any(r.status != "succeeded" for r in runs):
+    if not all(run.ok for run in runs):
         raise typer.Exit(1)
+
+
+class PipelineProgress:
+    """Per job: status (pending, running, skipped, succeeded, failed), duration and row counts. A live table on a
+    terminal; one plain line per finished job otherwise (CI logs, pipes)."""
+
+    def __init__(self, jobs: list[str]):
+        self.jobs = jobs
+        self.started_at: dict[str, float] = {}
+        self.runs: dict[str, JobRun] = {}
+        self._console: Console | None = None
+
+    @contextlib.contextmanager
+    def shown(self, on: Console) -> Iterator[None]:
+        if not on.is_terminal:
+            self._console = on
+            yield
+            return
+        with Live(self, console=on, refresh_per_second=4):
+            yield
+
+    def started(self, job: str) -> None:
+        self.started_at[job] = time.monotonic()
+
+    def done(self, run: JobRun) -> None:
+        self.runs[run.job] = run
+        if self._console is not None:
+            rows_in, published, quarantined = _job_rows(run)
+            self._console.print(f"{run.status:>9} {run.job} ({run.seconds:.1f} s) rows in {rows_in}, published "
+                                f"{published}, quarantined {quarantined}{f' - {_note(run)}' if _note(run) else ''}",
+                                highlight=False, markup=False)
+
+    def __rich__(self) -> Table:
+        table = Table("job", "status", "seconds", "rows in", "published", "quarantined", "note", title="pipeline")
+        for job in self.jobs:
+            run = self.runs.get(job)
+            if run is None:
+                running = job in self.started_at
+                seconds = f"{time.monotonic() - self.started_at[job]:.0f}" if running else ""
+                table.add_row(job, "[cyan]running[/cyan]" if running else "[dim]pending[/dim]", seconds, "", "", "",
+                              "")
+                continue
+            colour = {"succeeded": "green", "failed": "red"}.get(run.status, "yellow")
+            table.add_row(job, f"[{colour}]{run.status}[/{colour}]", f"{run.seconds:.1f}",
+                          *(f"{n:,}" for n in _job_rows(run)), escape(_note(run)))
+        return table
+
+
+def _job_rows(run: JobRun) -> tuple[int, int, int]:
+    return (sum(t.rows_in for t in run.tables), sum(t.published for t in run.tables),
+            sum(t.quarantined for t in run.tables))
+
+
+def _note(run: JobRun) -> str:
+    if run.error:
+        return run.error
+    return "up to date" if run.status == "skipped" else ""
 
 
 def summary_table(runs: list[JobRun]) -> Table:
@@ -210,7 +268,7 @@ def summary_table(runs: list[JobRun]) -> Table:
     )
     for run in runs:
         if not run.tables:
-            table.add_row(run.job, "-", run.status, *["-"] * 5, f"{run.seconds:.1f}", "")
+            table.add_row(run.job, "-", run.status, *["-"] * 5, f"{run.seconds:.1f}", escape(_note(run)))
         for t in run.tables:
             table.add_row(
                 run.job, t.table, run.status,

@@ -16,7 +16,9 @@ import datetime as dt
 import io
 import json
 import random
+import shutil
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -612,3 +614,20 @@ def _csv(path: Path, header: list[str], rows) -> None:
         out = csv.writer(handle, lineterminator="\n")
         out.writerow(header)
         out.writerows(rows)
+
+
+def copy_landing_days(
+    source: Path, target: Path, days: Iterable[str], sources: Iterable[str] | None = None
+) -> list[Path]:
+    """Copy the landing files of ``days`` (YYYYMMDD) of ``sources`` (default: all) from ``source`` to ``target``, as
+    if those days had just arrived. Files without a day stamp (campaigns.csv) arrive on the first generated day."""
+    folders = [f for f in sorted(source.iterdir()) if f.is_dir() and f.name != "ground_truth"]
+    stamps = {file: file.stem.rsplit("_", 1)[-1] for folder in folders for file in sorted(folder.iterdir())}
+    first_day = min(stamp for stamp in stamps.values() if stamp.isdigit())
+    wanted, chosen = set(days), set(sources) if sources is not None else {f.name for f in folders}
+    copied = []
+    for file, stamp in stamps.items():
+        if file.parent.name in chosen and (stamp if stamp.isdigit() else first_day) in wanted:
+            (target / file.parent.name).mkdir(parents=True, exist_ok=True)
+            copied.append(Path(shutil.copy(file, target / file.parent.name)))
+    return copied

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 from delta.tables import DeltaTable
 from pyspark.ml import PipelineModel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQueryException
 from pyspark.sql.types import MapType
 
@@ -15,6 +15,10 @@ from lib.config import Config
 
 class TableNotFound(LookupError):
     pass
+
+
+# Layers whose tables record Delta's Change Data Feed, so the jobs reading them can process only changed rows.
+CHANGE_FEED_LAYERS = ("silver",)
 
 
 class MergeKeyCollision(ValueError):
@@ -49,6 +53,24 @@ def table_version(spark: SparkSession, config: Config, table: str) -> int | None
     return DeltaTable.forPath(spark, config.table_path(table)).history(1).collect()[0]["version"]
 
 
+def table_versions(spark: SparkSession, config: Config, tables: Sequence[str]) -> dict[str, int]:
+    """The current Delta version of each of ``tables`` that exists."""
+    versions = {table: table_version(spark, config, table) for table in tables}
+    return {table: version for table, version in versions.items() if version is not None}
+
+
+def read_changes(spark: SparkSession, config: Config, table: str, after_version: int, up_to_version: int) -> DataFrame:
+    """Rows changed by the commits after ``after_version`` up to ``up_to_version`` (Delta Change Data Feed): the
+    table's columns plus ``_change_type`` (insert, delete, update_preimage, update_postimage) and
+    ``_commit_version``. Lazy: a range the feed does not cover (recorded only later, or its files vacuumed) fails
+    when the rows are evaluated."""
+    return (
+        spark.read.format("delta").option("readChangeFeed", "true")
+        .option("startingVersion", after_version + 1).option("endingVersion", up_to_version)
+        .load(config.table_path(table))
+    )
+
+
 def append(df: DataFrame, config: Config, table: str, txn: tuple[str, int] | None = None) -> None:
     """Append; with ``txn=(app_id, version)`` Delta skips a version it already committed (exactly-once retries)."""
     writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
@@ -64,14 +86,15 @@ def merge_upsert(
     table: str,
     keys: Sequence[str],
     newer_than: str | None = None,
-    delete_missing: bool = False,
+    delete_missing: bool | Column = False,
 ) -> dict[str, int]:
     """MERGE ``df`` into ``table`` on ``keys``; creates the table on first use. Returns Delta's operation metrics.
 
     ``newer_than``: update a matched row only when the source's column is greater (a late, older version of a
     record never overwrites a newer one). Without it, matched rows are updated only when a value changed, so a
     re-run on the same input commits no row changes. ``delete_missing`` removes target rows absent from ``df``
-    (for tables recomputed whole, such as gold aggregates).
+    (for tables recomputed whole, such as gold aggregates); a Column condition on the target (alias ``t``)
+    removes only the absent rows it selects (for a recomputed part, such as some days of a gold aggregate).
     """
     colliding = df.groupBy(*keys).count().filter("count > 1").limit(5).collect()
     if colliding:
@@ -81,7 +104,10 @@ def merge_upsert(
         )
     path = config.table_path(table)
     if not DeltaTable.isDeltaTable(spark, path):
-        df.limit(0).write.format("delta").save(path)
+        writer = df.limit(0).write.format("delta")
+        if table.partition(".")[0] in CHANGE_FEED_LAYERS:
+            writer = writer.option("delta.enableChangeDataFeed", "true")
+        writer.save(path)
     target = DeltaTable.forPath(spark, path)
     on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     if newer_than:
@@ -95,7 +121,9 @@ def merge_upsert(
         .whenMatchedUpdateAll(condition=changed)
         .whenNotMatchedInsertAll()
     )
-    if delete_missing:
+    if isinstance(delete_missing, Column):
+        merge = merge.whenNotMatchedBySourceDelete(condition=delete_missing)
+    elif delete_missing:
         merge = merge.whenNotMatchedBySourceDelete()
     merge.execute()
     metrics = target.history(1).collect()[0]["operationMetrics"] or {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -50,6 +52,16 @@ def silver_order_items(orders: DataFrame) -> DataFrame:
         "item.unit_price",
         (F.col("item.quantity") * F.col("item.unit_price")).cast("decimal(14,2)").alias("line_amount"),
     )
+
+
+def order_dates(orders: DataFrame) -> DataFrame:
+    """The distinct UTC days (``order_date``) on which ``orders`` were placed: the days their revenue counts to."""
+    return orders.select(F.to_date("order_ts").alias("order_date")).where(F.col("order_date").isNotNull()).distinct()
+
+
+def orders_on(orders: DataFrame, days: list[dt.date]) -> DataFrame:
+    """The orders placed on ``days`` (UTC)."""
+    return orders.filter(F.to_date("order_ts").isin(days))
 
 
 def daily_revenue(orders: DataFrame) -> DataFrame:

@@ -1,17 +1,18 @@
-"""Runs the job graph in dependency order; a failed job stops everything downstream of it."""
+"""Runs the job graph in dependency order: skips jobs that are up to date, stops everything downstream of a failure."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from pyspark.sql import SparkSession
 
+from lib import io
 from lib.config import Config
 from lib.jobs import PIPELINE, Job
-from lib.runner import JobRun, new_run_id, run_job
+from lib.runner import JobRun, consumed_versions, new_run_id, run_job
 
 
-def dependency_order(jobs: dict[str, Job] = PIPELINE) -> list[str]:
+def dependency_order(jobs: Mapping[str, Job] = PIPELINE) -> list[str]:
     ordered: list[str] = []
 
     def visit(name: str, path: tuple[str, ...]) -> None:
@@ -29,37 +30,68 @@ def dependency_order(jobs: dict[str, Job] = PIPELINE) -> list[str]:
     return ordered
 
 
-def selected_jobs(jobs: Iterable[str] | None) -> set[str]:
-    selected = set(jobs) if jobs is not None else set(PIPELINE)
-    unknown = selected - set(PIPELINE)
+def downstream(job: str, jobs: Mapping[str, Job] = PIPELINE) -> set[str]:
+    """``job`` and every job that depends on it, directly or not."""
+    reached = {job}
+    for name in dependency_order(jobs):
+        if reached.intersection(jobs[name].depends_on):
+            reached.add(name)
+    return reached
+
+
+def selected_jobs(only: Iterable[str] | None = None, start_from: str | None = None) -> list[str]:
+    """The jobs a run executes, in dependency order: ``only`` these, or ``start_from`` and everything downstream
+    of it, or all. Raises ValueError naming the known jobs for an unknown name."""
+    only = list(only or [])
+    if only and start_from:
+        raise ValueError("give either --only or --from, not both")
+    unknown = sorted({*only, *([start_from] if start_from else [])} - set(PIPELINE))
     if unknown:
-        raise ValueError(f"unknown job(s) {sorted(unknown)}; known: {', '.join(dependency_order())}")
-    return selected
+        raise ValueError(f"unknown job(s) {', '.join(unknown)}; the jobs are: {', '.join(dependency_order())}")
+    chosen = set(only) if only else downstream(start_from) if start_from else set(PIPELINE)
+    return [name for name in dependency_order() if name in chosen]
+
+
+def up_to_date(spark: SparkSession, config: Config, job: Job, consumed: dict[str, int] | None) -> bool:
+    """Whether none of the tables ``job`` reads changed since its last successful run (which consumed
+    ``consumed``) and what it publishes still exists. A job that reads no tables (bronze) is never up to date."""
+    if not job.reads or consumed is None:
+        return False
+    current = io.table_versions(spark, config, job.reads)
+    unchanged = all(table in current and current[table] == consumed.get(table) for table in job.reads)
+    return unchanged and all(io.table_exists(spark, config, table) for table in job.writes)
 
 
 def run_pipeline(
     spark: SparkSession,
     config: Config,
     jobs: Iterable[str] | None = None,
+    start_from: str | None = None,
+    force: bool = False,
     on_job_start: Callable[[str], None] = lambda job: None,
     on_job_done: Callable[[JobRun], None] = lambda run: None,
 ) -> list[JobRun]:
-    """Run ``jobs`` (default: all) in dependency order under one run id. Jobs downstream of a failure are skipped."""
-    selected = selected_jobs(jobs)
+    """Run ``jobs`` (default: all; or ``start_from`` and what depends on it) in dependency order under one run id.
+
+    A job whose input tables did not change since its last success is skipped as up to date unless ``force``;
+    jobs downstream of a failure are skipped with the failure named in their error.
+    """
+    selected = selected_jobs(jobs, start_from)
     run_id = new_run_id()
+    consumed = consumed_versions(spark, config)
     failed: set[str] = set()
     runs: list[JobRun] = []
-    for name in dependency_order():
-        if name not in selected:
-            continue
+    for name in selected:
         job = PIPELINE[name]
         blocked = [d for d in job.depends_on if d in failed]
         if blocked:
             failed.add(name)
             run = JobRun(run_id, name, "skipped", [], 0.0, None, f"upstream job failed: {', '.join(blocked)}")
+        elif not force and up_to_date(spark, config, job, consumed.get(name)):
+            run = JobRun(run_id, name, "skipped", [], 0.0, None)
         else:
             on_job_start(name)
-            run = run_job(name, job.run, spark, config, run_id)
+            run = run_job(name, job.run, spark, config, run_id, job.reads, consumed.get(name))
             if run.status != "succeeded":
                 failed.add(name)
         runs.append(run)

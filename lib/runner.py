@@ -19,6 +19,9 @@ from lib.quality import FAILED_RULES, GateFailed, GateResult, validate
 log = logging.getLogger(__name__)
 
 JOB_RUNS = "ops.job_runs"
+# One row per successful job run: the Delta version of every table it read, so the next run can tell whether the
+# job is up to date and which changes it has not yet consumed.
+JOB_INPUTS = "ops.job_inputs"
 QUALITY_RESULTS = "ops.quality_results"
 MODEL_RUNS = "ops.model_runs"
 
@@ -56,6 +59,11 @@ class JobRun:
     started_at: dt.datetime
     error: str | None = None
 
+    @property
+    def ok(self) -> bool:
+        """Succeeded, or skipped because it was up to date (a job skipped below a failure carries the error)."""
+        return self.status == "succeeded" or (self.status == "skipped" and self.error is None)
+
 
 @dataclass
 class JobContext:
@@ -63,6 +71,10 @@ class JobContext:
     config: Config
     run_id: str
     tables: dict[str, TableRun] = field(default_factory=dict)
+    # Delta version of each table the job reads, taken when it starts: what this run consumes.
+    input_versions: dict[str, int] = field(default_factory=dict)
+    # The versions the job's last successful run consumed; empty when it never succeeded.
+    consumed_versions: dict[str, int] = field(default_factory=dict)
 
     def accounting(self, table: str) -> TableRun:
         """The row accounting of ``table`` in this run; kept even when the job fails part way."""
@@ -140,6 +152,8 @@ JOB_RUN_SCHEMA = (
     "error string"
 )
 
+JOB_INPUTS_SCHEMA = "run_id string, job string, input_versions map<string,long>, recorded_at timestamp"
+
 JobFunction = Callable[[JobContext], None]
 
 
@@ -147,11 +161,33 @@ def new_run_id() -> str:
     return f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
-def run_job(name: str, function: JobFunction, spark: SparkSession, config: Config, run_id: str) -> JobRun:
-    """Run one job, time it and record it in ops.job_runs whatever the outcome. Never raises for a job failure."""
+def consumed_versions(spark: SparkSession, config: Config) -> dict[str, dict[str, int]]:
+    """Per job, the input table versions its last successful run consumed (ops.job_inputs)."""
+    if not io.table_exists(spark, config, JOB_INPUTS):
+        return {}
+    rows = io.read_table(spark, config, JOB_INPUTS).groupBy("job").agg(
+        F.max_by("input_versions", "recorded_at").alias("input_versions")
+    )
+    return {row["job"]: dict(row["input_versions"]) for row in rows.collect()}
+
+
+def run_job(
+    name: str,
+    function: JobFunction,
+    spark: SparkSession,
+    config: Config,
+    run_id: str,
+    reads: tuple[str, ...] = (),
+    consumed: dict[str, int] | None = None,
+) -> JobRun:
+    """Run one job, time it and record it in ops.job_runs whatever the outcome. Never raises for a job failure.
+
+    On success the versions of ``reads`` taken at the start go to ops.job_inputs: what the run consumed.
+    """
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.monotonic()
-    context = JobContext(spark, config, run_id)
+    context = JobContext(spark, config, run_id, input_versions=io.table_versions(spark, config, reads),
+                         consumed_versions=consumed or {})
     try:
         function(context)
         status, error = "succeeded", None
@@ -162,6 +198,9 @@ def run_job(name: str, function: JobFunction, spark: SparkSession, config: Confi
         status, error = "failed", f"{type(crash).__name__}: {str(crash).splitlines()[0] if str(crash) else ''}"
     run = JobRun(run_id, name, status, list(context.tables.values()), time.monotonic() - clock, started, error)
     _record(spark, config, run)
+    if status == "succeeded":
+        inputs = [(run_id, name, context.input_versions, dt.datetime.now(dt.timezone.utc))]
+        io.append(spark.createDataFrame(inputs, JOB_INPUTS_SCHEMA), config, JOB_INPUTS)
     return run
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 
 from lib import io
-from lib.generate import GeneratorSettings, generate
+from lib.generate import GeneratorSettings, copy_landing_days, generate
 from lib.pipeline import run_pipeline
 from tests.conftest import make_config
 
@@ -28,19 +27,9 @@ def full_landing(tmp_path_factory) -> Path:
 
 
 def copy_days(source: Path, target: Path, days: set[str]) -> int:
-    """Copy landing files whose date stamp is in ``days`` (files without one go with the first day)."""
-    lines = 0
-    for folder in source.iterdir():
-        if folder.name == "ground_truth":
-            continue
-        (target / folder.name).mkdir(parents=True, exist_ok=True)
-        for file in sorted(folder.iterdir()):
-            stamp = file.stem.rsplit("_", 1)[-1]
-            if stamp in days or (not stamp.isdigit() and "20260101" in days):
-                shutil.copy(file, target / folder.name)
-                if folder.name == "orders":
-                    lines += len(file.read_text().splitlines())
-    return lines
+    """Copy the landing files of ``days``; returns the order lines copied."""
+    copied = copy_landing_days(source, target, days)
+    return sum(len(file.read_text().splitlines()) for file in copied if file.parent.name == "orders")
 
 
 def content(spark, config, table):
@@ -48,21 +37,28 @@ def content(spark, config, table):
     return sorted(map(repr, df.collect()))
 
 
-def test_second_day_reads_only_new_files_and_equals_one_run_over_both(spark, full_landing, tmp_path, monkeypatch):
+def test_daily_runs_read_only_new_files_and_equal_one_run_over_everything(spark, full_landing, tmp_path,
+                                                                           monkeypatch):
     # Both lakehouses must hash PII with the same key for their silver tables to be comparable.
     monkeypatch.setenv("DMP_PII_SALT", "incremental-test-key")
     daily = make_config(tmp_path / "daily", tmp_path / "daily_landing", max_error_ratio=0.3)
     copy_days(full_landing, Path(daily.landing_root), {"20260101", "20260102"})
-    assert all(r.status == "succeeded" for r in run_pipeline(spark, daily))
-    new_order_lines = copy_days(full_landing, Path(daily.landing_root), {"20260103", "20260104"})
+    assert all(r.ok for r in run_pipeline(spark, daily))
+    new_order_lines = copy_days(full_landing, Path(daily.landing_root), {"20260103"})
     second = run_pipeline(spark, daily)
-    assert all(r.status == "succeeded" for r in second)
+    assert all(r.ok for r in second)
     job_runs = io.read_table(spark, daily, "ops.job_runs").filter(F.col("run_id") == second[0].run_id)
     assert job_runs.filter("table_name = 'bronze.orders'").first()["rows_in"] == new_order_lines
     assert job_runs.filter("table_name = 'bronze.products'").first()["rows_in"] == 0
+    copy_days(full_landing, Path(daily.landing_root), {"20260104"})
+    third = {r.job: r for r in run_pipeline(spark, daily)}
+    assert all(r.ok for r in third.values())
+    # Gold took only the days whose orders changed from silver's change feed, not a recomputation of all days.
+    gold = third["gold_daily_revenue"].tables[0].details
+    assert "full_recompute" not in gold and gold["days_recomputed"] >= 1
 
     once = make_config(tmp_path / "once", full_landing, max_error_ratio=0.3)
-    assert all(r.status == "succeeded" for r in run_pipeline(spark, once))
+    assert all(r.ok for r in run_pipeline(spark, once))
     for table in SILVER + ["gold.daily_revenue"]:
         assert content(spark, daily, table) == content(spark, once, table), table
 

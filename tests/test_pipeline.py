@@ -1,0 +1,144 @@
+"""`dmp pipeline run`: which jobs a run selects, skipping jobs that are up to date, --force, the progress display."""
+
+from __future__ import annotations
+
+import io as text_io
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+from rich.console import Console
+from typer.testing import CliRunner
+
+from lib import io
+from lib.cli import PipelineProgress, app
+from lib.generate import GeneratorSettings, copy_landing_days, generate
+from lib.jobs import PIPELINE
+from lib.pipeline import dependency_order, downstream, run_pipeline, selected_jobs
+from lib.runner import JobRun, TableRun
+from tests.conftest import make_config
+
+# The jobs an order needs on its way to gold; enough to show skipping without running the whole graph.
+ORDER_JOBS = ["bronze", "silver_customers", "silver_products", "silver_orders", "gold_daily_revenue"]
+
+
+def test_from_selects_the_job_and_everything_downstream_in_dependency_order():
+    selected = selected_jobs(start_from="silver_customers")
+    assert selected == [name for name in dependency_order() if name in selected]
+    assert {"silver_customers", "silver_identity", "silver_orders", "gold_daily_revenue"} <= set(selected)
+    assert not {"bronze", "silver_products", "silver_events", "silver_campaigns"} & set(selected)
+    for name in set(PIPELINE) - set(selected):
+        assert not set(PIPELINE[name].depends_on) & set(selected), f"{name} depends on a selected job"
+    assert selected_jobs(start_from="bronze") == dependency_order()
+
+
+def test_only_selects_just_those_jobs_in_dependency_order():
+    assert selected_jobs(["gold_daily_revenue", "bronze"]) == ["bronze", "gold_daily_revenue"]
+    assert selected_jobs() == dependency_order()
+
+
+def test_only_and_from_together_are_refused():
+    with pytest.raises(ValueError, match="either"):
+        selected_jobs(["bronze"], start_from="bronze")
+
+
+@pytest.mark.parametrize("option", ["--only", "--from"])
+def test_unknown_job_is_refused_naming_every_valid_job(option, tmp_path):
+    result = CliRunner().invoke(app, ["pipeline", "run", option, "silver_unicorns"],
+                                env={"DMP_LAKEHOUSE_ROOT": str(tmp_path)})
+    assert result.exit_code == 2
+    assert "silver_unicorns" in result.output
+    for job in PIPELINE:
+        assert job in result.output
+
+
+def test_every_table_a_job_reads_is_written_upstream_of_it_and_every_table_has_one_writer():
+    writers = [(table, job.name) for job in PIPELINE.values() for table in job.writes]
+    assert len({table for table, _ in writers}) == len(writers)
+    writer = dict(writers)
+    for job in PIPELINE.values():
+        for table in job.reads:
+            assert table in writer, f"{job.name} reads {table}, which no job writes"
+            assert job.name in downstream(writer[table]) and writer[table] != job.name, (job.name, table)
+
+
+def test_progress_without_a_terminal_prints_one_plain_line_per_finished_job():
+    out = text_io.StringIO()
+    progress = PipelineProgress(["bronze", "silver_orders"])
+    with progress.shown(Console(file=out, force_terminal=False, width=200)):
+        progress.started("bronze")
+        progress.done(JobRun("r", "bronze", "succeeded", [TableRun("bronze.orders", 10, 10)], 1.5, None))
+        progress.done(JobRun("r", "silver_orders", "skipped", [], 0.0, None))
+    lines = out.getvalue().splitlines()
+    assert lines == ["succeeded bronze (1.5 s) rows in 10, published 10, quarantined 0",
+                     "  skipped silver_orders (0.0 s) rows in 0, published 0, quarantined 0 - up to date"]
+
+
+def test_progress_on_a_terminal_is_a_table_of_every_job_with_its_status():
+    progress = PipelineProgress(["bronze", "silver_orders", "gold_daily_revenue"])
+    progress.started("bronze")
+    progress.done(JobRun("r", "bronze", "failed", [TableRun("bronze.orders", 7, 7)], 2.0, None, "boom"))
+    progress.started("silver_orders")
+    out = text_io.StringIO()
+    Console(file=out, force_terminal=True, width=200).print(progress)
+    rendered = out.getvalue()
+    for expected in ("failed", "boom", "running", "pending", "gold_daily_revenue"):
+        assert expected in rendered
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("generated")
+    generate(root, GeneratorSettings(customers=30, days=3, seed=5, products=20))
+    return root
+
+
+@pytest.fixture(scope="module")
+def lakehouse(spark, generated, tmp_path_factory):
+    """A lakehouse whose order jobs ran once, on the first two generated days."""
+    config = make_config(tmp_path_factory.mktemp("lakehouse"), max_error_ratio=0.3)
+    copy_landing_days(generated, Path(config.landing_root), {"20260101", "20260102"})
+    assert all(run.ok for run in run_pipeline(spark, config, ORDER_JOBS))
+    return config
+
+
+def versions(spark, config) -> dict[str, int | None]:
+    return {table: io.table_version(spark, config, table) for job in ORDER_JOBS for table in PIPELINE[job].writes}
+
+
+@pytest.mark.slow
+def test_second_run_without_new_files_skips_everything_below_bronze_and_changes_no_table(spark, lakehouse):
+    before = versions(spark, lakehouse)
+    runs = {run.job: run for run in run_pipeline(spark, lakehouse, ORDER_JOBS)}
+    assert runs["bronze"].status == "succeeded"
+    assert {job: run.status for job, run in runs.items() if job != "bronze"} == dict.fromkeys(ORDER_JOBS[1:],
+                                                                                                 "skipped")
+    assert all(run.ok for run in runs.values())
+    assert versions(spark, lakehouse) == before
+
+
+@pytest.mark.slow
+def test_new_files_rerun_the_jobs_reading_what_changed_and_gold_recomputes_only_touched_days(spark, generated,
+                                                                                             lakehouse):
+    copy_landing_days(generated, Path(lakehouse.landing_root), {"20260103"}, sources=["customers", "orders"])
+    runs = {run.job: run for run in run_pipeline(spark, lakehouse, ORDER_JOBS)}
+    assert {job: run.status for job, run in runs.items()} == {
+        "bronze": "succeeded", "silver_customers": "succeeded", "silver_products": "skipped",
+        "silver_orders": "succeeded", "gold_daily_revenue": "succeeded"}
+    gold = runs["gold_daily_revenue"].tables[0]
+    assert "full_recompute" not in gold.details
+    assert 1 <= gold.details["days_recomputed"] < io.read_table(spark, lakehouse, "gold.daily_revenue").count()
+
+
+@pytest.mark.slow
+def test_force_from_a_job_runs_it_and_its_downstream_even_when_up_to_date(spark, lakehouse):
+    env = {"DMP_LANDING_ROOT": lakehouse.landing_root, "DMP_LAKEHOUSE_ROOT": lakehouse.lakehouse_root,
+           "DMP_GATES__MAX_ERROR_RATIO": "0.3"}
+    assert run_pipeline(spark, lakehouse, ["silver_orders"])[0].status == "skipped"
+    result = CliRunner().invoke(app, ["pipeline", "run", "--from", "silver_orders", "--force"], env=env)
+    assert result.exit_code == 0, result.output
+    runs = io.read_table(spark, lakehouse, "ops.job_runs")
+    last = runs.orderBy(F.col("started_at").desc()).first()["run_id"]
+    assert sorted(r["job"] for r in runs.filter(F.col("run_id") == last).select("job").distinct().collect()) == [
+        "gold_daily_revenue", "silver_orders"]
+    assert "succeeded gold_daily_revenue" in result.output
