@@ -17,10 +17,12 @@ JOBS = ["bronze", "silver_events"]
 @pytest.fixture(scope="module")
 def landing(tmp_path_factory):
     root = tmp_path_factory.mktemp("landing")
-    generate(root, GeneratorSettings(customers=10, days=1, seed=5, products=5))
+    generate(root, GeneratorSettings(customers=30, days=1, seed=5, products=30))
     return root
 
 
+# Three bronze runs over every source: minutes on a shared 2-core machine.
+@pytest.mark.slow
 def test_silver_of_a_source_without_landing_folder_is_published_empty_with_the_landed_columns(
         spark, landing, tmp_path):
     landed = make_config(tmp_path / "landed", landing, max_error_ratio=1.0)
