@@ -29,6 +29,19 @@ app = typer.Typer(
 )
 pipeline_app = typer.Typer(help="Run or list the job graph.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
+# One line per data set; `load` and `list` both show it.
+DATASETS = {
+    "cdnow": "CDNOW CD purchases 1997-98 (Lifetimes package): 2,357-customer sample, or all 23,570 with --full; "
+             "customers, one product, orders.",
+    "supermarket": "Weka's supermarket.arff (Debian's weka package, fetched on first use): 4,627 baskets over 216 "
+                   "departments; customers, products, orders.",
+}
+datasets_app = typer.Typer(
+    help="Load a real public data set into a landing folder, in the sources' own formats.\n\n"
+    + "\n\n".join(f"{name}: {text}" for name, text in DATASETS.items()),
+    no_args_is_help=True,
+)
+app.add_typer(datasets_app, name="datasets")
 # Piped output (CI logs, `| tee`) gets a width that fits the summary table instead of 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 150)
 _state: dict[str, Config] = {}
@@ -107,6 +120,47 @@ def pipeline_list() -> None:
     for name in dependency_order():
         job = PIPELINE[name]
         table.add_row(name, ", ".join(job.depends_on) or "-", job.description)
+    console.print(table)
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """List the data sets `dmp datasets load` knows."""
+    table = Table("data set", "what it is")
+    for name, text in DATASETS.items():
+        table.add_row(name, text)
+    console.print(table)
+
+
+@datasets_app.command("load")
+def datasets_load(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(DATASETS)} (`dmp datasets list` says what).")],
+    landing: Annotated[Optional[Path], typer.Option(help="Landing folder (default: landing_root from config).")] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="cdnow only: all 23,570 customers instead of the 2,357 sample.")
+    ] = False,
+) -> None:
+    """Write a data set's landing files (customers, products, orders) and print what was written."""
+    from lib.datasets import cdnow, supermarket
+
+    if name not in DATASETS:
+        console.print(f"[red]unknown data set {name!r}[/red]; known: {', '.join(DATASETS)}")
+        raise typer.Exit(2)
+    if full and name != "cdnow":
+        console.print(f"[red]--full applies to cdnow only[/red], not {name}")
+        raise typer.Exit(2)
+    target = landing or Path(_config().landing_root)
+    with console.status(f"writing {name} into {target} ..."):
+        try:
+            written = cdnow.load(target, full=full) if name == "cdnow" else supermarket.load(target)
+        except (FileNotFoundError, supermarket.WekaUnavailable) as error:
+            console.print(f"[red]{name} not loaded:[/red] {error}")
+            raise typer.Exit(1) from error
+    table = Table("what", "written", title=f"{name} landing files in {target}")
+    for key, value in written.items():
+        if isinstance(value, dict):
+            value = "\n".join(f"{k}: {v:,}" for k, v in value.items())
+        table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
     console.print(table)
 
 

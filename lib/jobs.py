@@ -18,7 +18,7 @@ from lib.events import SET_ASIDE
 from lib.pii import pii_key
 from lib.quality import FAILED_RULES
 from lib.runner import JobContext, JobFunction
-from lib.schemas import countries, rfm_segment_rules, sources, table_schema
+from lib.schemas import Source, countries, rfm_segment_rules, sources, table_schema
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,15 @@ def bronze(ctx: JobContext) -> None:
             accounting.add(rows_in=counts["rows"], published=counts["rows"], malformed=counts["malformed"],
                            files=counts["files"])
 
-        folder = f"{ctx.config.landing_root.rstrip('/')}/{source.path}"
-        if not io.path_exists(ctx.spark, folder):
+        if not io.path_exists(ctx.spark, _landing_folder(ctx, source)):
             accounting.add(missing_landing_folder=1)
             continue
         stream = read_landing_stream(ctx.spark, ctx.config.landing_root, source)
         io.process_new_rows(stream, ctx.config.checkpoint_path(table), append_batch)
+
+
+def _landing_folder(ctx: JobContext, source: Source) -> str:
+    return f"{ctx.config.landing_root.rstrip('/')}/{source.path}"
 
 
 def _publish_silver(
@@ -81,12 +84,16 @@ def _publish_silver(
     committed and silver does not move. Rows: in = published + quarantined + deduplicated, where deduplicated
     counts exact re-sends, older versions in the batch and versions not newer than what silver already holds.
     ``set_aside`` names rows to quarantine before the gate without counting against it (e.g. bot traffic).
+    A source that has no landing folder publishes its silver table empty (``no_landing_data``), so the jobs
+    downstream read it like any other.
     """
     bronze_table, silver_table = f"bronze.{entity}", f"silver.{entity}"
-    if not io.table_exists(ctx.spark, ctx.config, bronze_table):
-        raise io.TableNotFound(f"{bronze_table} does not exist yet; run `dmp run bronze` first")
     schema = table_schema(entity)
     accounting = ctx.accounting(silver_table)
+    source = sources()[entity]
+    no_landing_data = not io.table_exists(ctx.spark, ctx.config, bronze_table)
+    if no_landing_data and io.path_exists(ctx.spark, _landing_folder(ctx, source)):
+        raise io.TableNotFound(f"{bronze_table} does not exist yet; run `dmp run bronze` first")
 
     def publish_batch(batch: DataFrame, batch_id: int) -> None:
         checked = with_checks(silver.typed_records(batch, schema)).cache()
@@ -123,6 +130,12 @@ def _publish_silver(
         candidates.unpersist()
         checked.unpersist()
 
+    if no_landing_data:
+        accounting.add(no_landing_data=1)
+        # The same path as a real batch, with no rows: the silver table gets exactly the columns it would have.
+        nothing_landed = ctx.spark.createDataFrame([], "value string, _source_file string")
+        publish_batch(bronze_records(nothing_landed, source, batch_id=0), 0)
+        return
     stream = ctx.spark.readStream.format("delta").load(ctx.config.table_path(bronze_table))
     io.process_new_rows(stream, ctx.config.checkpoint_path(silver_table), publish_batch)
     if io.table_exists(ctx.spark, ctx.config, silver_table):

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lib.cli import app
+from lib.datasets import cdnow
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,3 +57,27 @@ def test_spark_submit_runs_a_job_on_local_master(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "bronze.orders" in done.stdout and "succeeded" in done.stdout
     assert (tmp_path / "lake" / "bronze" / "orders" / "_delta_log").is_dir()
+
+
+def test_datasets_list_and_help_name_every_data_set():
+    for args in (["datasets", "list"], ["datasets", "--help"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0
+        assert "cdnow" in result.output and "supermarket" in result.output
+
+
+def test_datasets_load_cdnow_writes_landing_files_and_summarises_them(tmp_path):
+    result = CliRunner().invoke(app, ["datasets", "load", "cdnow", "--landing", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["customers", "orders", "products"]
+    assert len(list((tmp_path / "orders").iterdir())) == 18
+    transactions = cdnow.transactions()
+    customers = {t.customer_id for t in transactions}
+    assert f"{len(customers):,}" in result.output and f"{len(transactions):,}" in result.output
+
+
+def test_datasets_load_refuses_an_unknown_data_set_and_full_outside_cdnow(tmp_path):
+    for args in (["unicorns"], ["supermarket", "--full"]):
+        result = CliRunner().invoke(app, ["datasets", "load", *args, "--landing", str(tmp_path)])
+        assert result.exit_code == 2
+    assert not any(tmp_path.iterdir())

@@ -6,6 +6,7 @@ the scoring formulas are written out here again in their textbook form (lib.clv 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -17,8 +18,10 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 from scipy.special import hyp2f1
+from typer.testing import CliRunner
 
 from lib import io
+from lib.cli import app
 from lib.clv import (
     BgNbdFit,
     GammaGammaFit,
@@ -30,6 +33,7 @@ from lib.clv import (
     fit_gamma_gamma,
 )
 from lib.datasets import cdnow
+from lib.jobs import PIPELINE
 from lib.pipeline import run_pipeline
 from tests.conftest import make_config
 
@@ -241,34 +245,53 @@ def test_cdnow_orders_are_priced_so_their_lines_add_up_to_the_total_exactly(tmp_
 
 
 @pytest.mark.slow
-def test_cdnow_sample_through_the_pipeline_reproduces_the_published_fit(spark, tmp_path, raw, reference):
+def test_cdnow_loaded_by_the_cli_through_the_whole_pipeline_reproduces_the_published_fit(spark, tmp_path, raw,
+                                                                                          reference):
     landing = tmp_path / "landing"
-    loaded = cdnow.load(landing)
+    loaded = CliRunner().invoke(app, ["datasets", "load", "cdnow", "--landing", str(landing)])
+    assert loaded.exit_code == 0, loaded.output
+    customers = raw["customer_id"].nunique()
+    # The sample is the cohort that first bought in 1997 Q1, so nobody is missing as of the calibration end.
+    assert raw.groupby("customer_id")["day"].min().max() < pd.Timestamp("1997-04-01")
     config = make_config(tmp_path, landing)
-    started = time.monotonic()
-    runs = run_pipeline(spark, config, ["bronze", "silver_customers", "silver_products", "silver_orders"])
-    pipeline_seconds = time.monotonic() - started
-    assert [r.status for r in runs] == ["succeeded"] * 4, [r.error for r in runs]
+    config = dataclasses.replace(config, profiles=dataclasses.replace(config.profiles,
+                                                                      as_of=CALIBRATION_END.isoformat()))
+    runs = run_pipeline(spark, config)
+    print("\nseconds per job: " + ", ".join(f"{r.job} {r.seconds:.1f}" for r in runs))
+    assert [r.status for r in runs] == ["succeeded"] * len(PIPELINE), [(r.job, r.error) for r in runs]
     tables = {t.table: t for run in runs for t in run.tables}
-    for table, rows in [("silver.customers", loaded["customers"]), ("silver.products", 1),
-                        ("silver.orders", len(raw))]:
+    assert [name for name, t in tables.items() if not t.balanced] == []
+    for table, rows in [("silver.customers", customers), ("silver.products", 1), ("silver.orders", len(raw))]:
         assert (tables[table].rows_in, tables[table].published, tables[table].quarantined) == (rows, rows, 0), table
         assert not io.table_exists(spark, config, f"quarantine.{table.split('.')[1]}"), table
-    orders = io.read_table(spark, config, "silver.orders")
-    assert orders.count() == len(raw)
+    for source in ("events", "campaigns"):
+        assert (tables[f"silver.{source}"].rows_in, tables[f"silver.{source}"].details["no_landing_data"]) == (0, 1)
+        assert io.read_table(spark, config, f"silver.{source}").count() == 0
     warnings = (io.read_table(spark, config, "ops.quality_results")
                 .filter("NOT success AND expectation_type <> 'table_health'")
                 .select("table_name", "rule").collect())
     assert warnings == []
-
+    orders = io.read_table(spark, config, "silver.orders")
     summary = clv_summary(orders, CALIBRATION_END, customer_column="customer_id")
     pd.testing.assert_frame_equal(spark_summary_frame(summary).sort_index(), reference.sort_index(),
                                   check_exact=True, check_dtype=False, check_names=False)
-    started = time.monotonic()
-    bgnbd, gamma_gamma = fit_clv_models(summary, customer_column="customer_id")
-    fit_seconds = time.monotonic() - started
-    deviations = assert_reproduces_published(bgnbd, gamma_gamma)
-    print(f"\npipeline {pipeline_seconds:.1f}s, summary + fit {fit_seconds:.1f}s; deviation from published, %: "
-          + ", ".join(f"{k} {v:+.3f}" for k, v in deviations.items()))
-    scored = clv_scores(summary, bgnbd, gamma_gamma).agg(F.min("clv"), F.count("clv")).first()
-    assert scored[0] >= 0 and scored[1] == loaded["customers"]
+
+    fitted = (io.read_table(spark, config, "ops.model_runs").filter(F.col("model") == "clv")
+              .select("params", "metrics").collect())
+    assert len(fitted) == 1 and fitted[0]["params"]["as_of"] == CALIBRATION_END.isoformat()
+    metrics = fitted[0]["metrics"]
+    deviations = {name: 100 * (metrics[name] - published) / published
+                  for name, published in [*PUBLISHED_BGNBD.items(), *PUBLISHED_GAMMA_GAMMA.items()]}
+    print("deviation from published, %: " + ", ".join(f"{k} {v:+.3f}" for k, v in deviations.items()))
+    assert all(abs(d) < 1 for d in deviations.values()), deviations
+    assert metrics["gamma_gamma_customers"] == REPEAT_CUSTOMERS_IN_CALIBRATION
+
+    customer_ids = (io.read_table(spark, config, "silver.identity_map").filter("identifier_type = 'customer_id'")
+                    .select(F.col("identifier").alias("customer_id"), "person_id"))
+    profile = io.read_table(spark, config, "gold.customer_profile").join(customer_ids, "person_id", "left")
+    per_customer = profile.groupBy("customer_id").agg(F.count(F.lit(1)).alias("rows"), F.min("clv").alias("clv"))
+    checked = per_customer.agg(F.count(F.lit(1)).alias("customers"), F.max("rows").alias("most_rows"),
+                               F.min("clv").alias("lowest_clv"), F.count("customer_id").alias("known")).first()
+    assert (checked["customers"], checked["known"], checked["most_rows"]) == (customers, customers, 1)
+    assert checked["lowest_clv"] >= 0
+    assert set(raw["customer_id"]) == {row[0] for row in per_customer.select("customer_id").collect()}
