@@ -56,7 +56,7 @@ ARCHETYPES = {
     "bargain_hunter": Archetype(0.10, 2.5, 0.5, 0.35),
     "window_shopper": Archetype(0.0, 1.2, 1.0, 0.8),
     "one_timer": Archetype(0.0, 1.5, 1.0, 0.1),
-    "churned": Archetype(0.12, 2.0, 1.0, 0.3, active_until=0.35),
+    "churned": Archetype(0.2, 2.0, 1.0, 0.5, active_until=0.35),
     "new": Archetype(0.15, 2.0, 1.0, 0.5, joins_after=0.6),
 }
 ARCHETYPE_WEIGHTS = {"champion": 0.06, "loyal": 0.2, "bargain_hunter": 0.16, "window_shopper": 0.18,

@@ -23,6 +23,7 @@ AGE_BANDS = [(0, 25, "<25"), (25, 35, "25-34"), (35, 45, "35-44"), (45, 55, "45-
 WINDOWED_COUNTS = ["orders", "revenue", "sessions", "product_views", "add_to_carts"]
 PLAIN_COUNTS = ["purchase_days", "units", "distinct_categories", "email_opens", "email_clicks", "cart_sessions",
                 "campaign_sessions"]
+PRICE_PRIOR_LINES = 3
 LIFECYCLE_STAGES = ["prospect", "new", "active", "reactivated", "at_risk", "churned"]
 
 
@@ -139,7 +140,10 @@ def purchase_features(purchases: DataFrame, order_items: DataFrame, products: Da
         F.sum("quantity").alias("units"),
         F.sum(F.col("line_amount").cast("double")).alias("_line_revenue"),
         F.countDistinct("category").alias("distinct_categories"),
-        F.avg("price_position").alias("price_position"),
+        # Shrunk toward the middle by PRICE_PRIOR_LINES imaginary mid-priced lines, so one cheap order does not
+        # make someone a bargain hunter while fifteen do.
+        ((F.sum("price_position") + 0.5 * PRICE_PRIOR_LINES) / (F.count("price_position") + PRICE_PRIOR_LINES))
+        .alias("price_position"),
     )
     return (
         totals.join(units, "person_id", "left")

@@ -140,7 +140,9 @@ def test_customer_features_count_windows_sessions_and_abandoned_carts(spark):
     assert buyer["revenue_30d"] == 80.0 and buyer["average_order_value"] == pytest.approx(100 / 3)
     assert (buyer["units"], buyer["distinct_categories"], buyer["favourite_category"]) == (5, 2, "books")
     assert buyer["favourite_channel"] == "web"
-    assert buyer["price_position"] == 0.5  # two lines of the dearest shoes, two of the cheapest book
+    # two lines of the dearest shoes, two of the cheapest book, and the prior's mid-priced lines
+    assert buyer["price_position"] == pytest.approx((2 * 1.0 + 2 * 0.0 + 0.5 * profiles.PRICE_PRIOR_LINES)
+                                                    / (4 + profiles.PRICE_PRIOR_LINES))
     assert (buyer["sessions_lifetime"], buyer["sessions_7d"], buyer["cart_sessions"]) == (2, 1, 2)
     assert buyer["cart_abandonment_rate"] == 0.5 and buyer["campaign_sessions"] == 1 and buyer["email_opens"] == 1
     assert (buyer["days_since_last_purchase"], buyer["days_since_last_visit"]) == (2, 2)
