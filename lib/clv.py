@@ -114,8 +114,10 @@ def gamma_gamma_log_likelihood(p: float, q: float, gamma: float, frequency, mone
 
 
 def _maximise(log_likelihood, parameters: int) -> tuple[np.ndarray, float]:
+    # Bounded log-parameters keep every parameter in [2e-9, 5e8]: data the model fits badly then ends at a bound
+    # (and is reported) instead of driving a parameter to 0 and the likelihood to a math error.
     result = minimize(lambda log_params: -log_likelihood(*np.exp(log_params)), np.zeros(parameters),
-                      method="L-BFGS-B")
+                      method="L-BFGS-B", bounds=[(-20.0, 20.0)] * parameters)
     if not result.success:
         raise RuntimeError(f"maximum-likelihood fit did not converge: {result.message}")
     return np.exp(result.x), -float(result.fun)
