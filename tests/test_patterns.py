@@ -276,7 +276,7 @@ def test_pipeline_on_supermarket_landing_publishes_wekas_patterns_and_reruns_to_
     assert_same_patterns(published, weka_patterns)
     assert tables["gold.purchase_rules"].published == len(published[1])
 
-    rerun = run_pipeline(spark, config, ["gold_patterns"])
+    rerun = run_pipeline(spark, config, ["gold_patterns"], force=True)  # forced: its inputs did not change
     assert rerun[0].status == "succeeded", rerun[0].error
     assert spark_patterns(*read(), names) == published
     assert io.read_table(spark, config, "gold.frequent_itemsets").count() == len(published[0])
