@@ -310,9 +310,7 @@ def _job_rows(run: JobRun) -> tuple[int, int, int]:
 
 
 def _note(run: JobRun) -> str:
-    if run.error:
-        return run.error
-    return "up to date" if run.status == "skipped" else ""
+    return run.error or run.skip_reason or ""
 
 
 def summary_table(runs: list[JobRun]) -> Table:
@@ -334,11 +332,12 @@ def summary_table(runs: list[JobRun]) -> Table:
     return table
 
 
-def run_submitted_job(job: str) -> None:
-    """Entry point of jobs/<job>.py under spark-submit: config from DMP_* variables, exit code 1 on failure."""
+def run_submitted_job(job: str | None) -> None:
+    """Entry point of jobs/<job>.py under spark-submit (``None``: the whole graph, jobs/pipeline.py): config from
+    DMP_* variables, exit code 1 on failure."""
     try:
         _state["config"] = load_config()
-        _run_and_report([job])
+        _run_and_report([job] if job else None)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except ConfigError as error:

@@ -126,6 +126,14 @@ class PatternSettings:
 
 
 @dataclass(frozen=True)
+class ScheduleSettings:
+    # Jobs that train models (Job.trains_models) run at most once per this many days of wall-clock time, however
+    # often the pipeline runs; the jobs around them keep their tables fresh on every run. 0: whenever their input
+    # changed. `dmp pipeline run --force` runs them anyway.
+    model_every_days: float = 0.0
+
+
+@dataclass(frozen=True)
 class Config:
     landing_root: str = "data/landing"
     lakehouse_root: str = "data/lakehouse"
@@ -138,6 +146,7 @@ class Config:
     profiles: ProfileSettings = field(default_factory=ProfileSettings)
     segments: SegmentSettings = field(default_factory=SegmentSettings)
     patterns: PatternSettings = field(default_factory=PatternSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
 
     def table_path(self, table: str) -> str:
         """``silver.orders`` -> ``<lakehouse_root>/silver/orders``."""

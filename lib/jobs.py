@@ -492,6 +492,8 @@ class Job:
     reads: tuple[str, ...] = ()
     # Delta tables the job publishes (quarantine and ops tables aside).
     writes: tuple[str, ...] = ()
+    # Trains models, so it runs on the slower `schedule.model_every_days` cadence.
+    trains_models: bool = False
 
     @property
     def description(self) -> str:
@@ -527,6 +529,7 @@ PIPELINE: dict[str, Job] = {
             reads=("gold.customer_features", "silver.orders", "silver.identity_map"),
             writes=("gold.customer_profile", "gold.segments")),
         Job("gold_patterns", gold_patterns, depends_on=("silver_orders", "silver_products"),
-            reads=("silver.order_items", "silver.products"), writes=("gold.frequent_itemsets", "gold.purchase_rules")),
+            reads=("silver.order_items", "silver.products"), writes=("gold.frequent_itemsets", "gold.purchase_rules"),
+            trains_models=True),
     ]
 }

@@ -58,10 +58,12 @@ class JobRun:
     seconds: float
     started_at: dt.datetime
     error: str | None = None
+    # Why a job that did not fail was skipped: up to date, or a model job not yet due.
+    skip_reason: str | None = None
 
     @property
     def ok(self) -> bool:
-        """Succeeded, or skipped because it was up to date (a job skipped below a failure carries the error)."""
+        """Succeeded, or skipped as up to date or not due (a job skipped below a failure carries the error)."""
         return self.status == "succeeded" or (self.status == "skipped" and self.error is None)
 
 
@@ -161,14 +163,24 @@ def new_run_id() -> str:
     return f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
-def consumed_versions(spark: SparkSession, config: Config) -> dict[str, dict[str, int]]:
-    """Per job, the input table versions its last successful run consumed (ops.job_inputs)."""
+@dataclass(frozen=True)
+class LastSuccess:
+    # The input table versions the run consumed, and when it finished.
+    input_versions: dict[str, int]
+    at: dt.datetime
+
+
+def last_successes(spark: SparkSession, config: Config) -> dict[str, LastSuccess]:
+    """Per job, its last successful run (ops.job_inputs)."""
     if not io.table_exists(spark, config, JOB_INPUTS):
         return {}
     rows = io.read_table(spark, config, JOB_INPUTS).groupBy("job").agg(
-        F.max_by("input_versions", "recorded_at").alias("input_versions")
+        F.max_by("input_versions", "recorded_at").alias("input_versions"),
+        # Epoch seconds: collected timestamps would come back naive in the driver's local time zone.
+        F.max("recorded_at").cast("double").alias("at")
     )
-    return {row["job"]: dict(row["input_versions"]) for row in rows.collect()}
+    return {row["job"]: LastSuccess(dict(row["input_versions"]), dt.datetime.fromtimestamp(row["at"], dt.timezone.utc))
+            for row in rows.collect()}
 
 
 def run_job(
