@@ -95,9 +95,12 @@ class SegmentSettings:
     features: tuple[str, ...] = ("orders_per_week", "sessions_per_week", "price_position",
                                  "purchase_recency_share", "active_weeks")
     log_features: tuple[str, ...] = ("orders_per_week", "sessions_per_week", "active_weeks")
-    # k is chosen by silhouette over this range; a fixed seed keeps retrains reproducible.
+    # k is chosen by silhouette over this range: the smallest k whose silhouette is within silhouette_tolerance of
+    # the best, since a split that barely raises the silhouette is noise, not a segment. A fixed seed keeps
+    # retrains reproducible.
     k_min: int = 3
     k_max: int = 10
+    silhouette_tolerance: float = 0.02
     seed: int = 42
     # Training uses at most this many people (a seeded sample); scoring always covers everyone.
     max_training_rows: int = 200_000
