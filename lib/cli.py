@@ -238,6 +238,29 @@ def bundle(
     console.print(f"wrote {out}: job dmp_pipeline with {len(tasks)} tasks, schedule '{cron}' ({timezone})")
 
 
+@app.command("status")
+def status_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")] = False,
+) -> None:
+    """Each job's last run (rows, gate outcomes), each table's Delta version and last commit, quarantine counts."""
+    import json
+
+    from lib.spark import spark_session
+    from lib.status import lakehouse_status, status_tables
+
+    if as_json:
+        status = lakehouse_status(spark_session(_config()), _config())
+        typer.echo(json.dumps(status.to_json(), indent=2))
+        return
+    with console.status("reading ops tables and Delta history ..."):
+        status = lakehouse_status(spark_session(_config()), _config())
+    if status.empty:
+        console.print(status.message())
+        return
+    for table in status_tables(status):
+        console.print(table)
+
+
 def _run_and_report(jobs: list[str] | None, start_from: str | None = None, force: bool = False) -> None:
     from lib.pipeline import run_pipeline, selected_jobs
     from lib.spark import spark_session
