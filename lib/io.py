@@ -146,6 +146,7 @@ def merge_upsert(
             writer = writer.option("delta.enableChangeDataFeed", "true")
         writer.save(path)
     target = DeltaTable.forPath(spark, path)
+    before = table_version(spark, config, table)
     on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     if newer_than:
         changed = f"s.`{newer_than}` > t.`{newer_than}`"
@@ -163,8 +164,12 @@ def merge_upsert(
     elif delete_missing:
         merge = merge.whenNotMatchedBySourceDelete()
     merge.execute()
-    metrics = target.history(1).collect()[0]["operationMetrics"] or {}
-    return {k: int(v) for k, v in metrics.items() if v.isdigit()}
+    last = target.history(1).collect()[0]
+    if last["version"] == before:
+        # Delta commits nothing for a MERGE that changes nothing (e.g. an empty source): the newest entry's metrics
+        # would be another operation's.
+        return {"numSourceRows": df.count()}
+    return {k: int(v) for k, v in (last["operationMetrics"] or {}).items() if v.isdigit()}
 
 
 def delete_matching(spark: SparkSession, config: Config, table: str, rows: DataFrame, keys: Sequence[str],
