@@ -29,6 +29,7 @@ class TableRows:
     quarantined: int
     deduplicated: int
     balanced: bool
+    details: dict[str, int]  # the job's own counts, e.g. exact_duplicates, removed_from_quarantine
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ def _job_statuses(rows: list, gates: dict[tuple[str, str], GateOutcome]) -> list
             job=name, run_id=first["run_id"], status=first["status"], started_at=_utc(first["started_at"]),
             seconds=first["seconds"] or 0.0, error=first["error"],
             tables=[TableRows(r["table_name"], r["rows_in"], r["published"], r["quarantined"], r["deduplicated"],
-                              r["balanced"]) for r in table_rows if r["table_name"]],
+                              r["balanced"], dict(r["details"] or {})) for r in table_rows if r["table_name"]],
             gates=[gates[name, r["table_name"]] for r in table_rows if (name, r["table_name"]) in gates],
         ))
     return statuses
