@@ -85,7 +85,7 @@ def _publish_silver(
     counts exact re-sends, older versions in the batch and versions not newer than what silver already holds.
     ``set_aside`` names rows to quarantine before the gate without counting against it (e.g. bot traffic).
     A source that has no landing folder publishes its silver table empty (``no_landing_data``), so the jobs
-    downstream read it like any other.
+    downstream read it like any other. With ``ctx.replay_rows`` (a quarantine replay) those rows are the one batch.
     """
     bronze_table, silver_table = f"bronze.{entity}", f"silver.{entity}"
     schema = table_schema(entity)
@@ -130,6 +130,9 @@ def _publish_silver(
         candidates.unpersist()
         checked.unpersist()
 
+    if ctx.replay_rows is not None:
+        publish_batch(ctx.replay_rows, 0)
+        return
     if no_landing_data:
         accounting.add(no_landing_data=1)
         # The same path as a real batch, with no rows: the silver table gets exactly the columns it would have.

@@ -77,6 +77,9 @@ class JobContext:
     input_versions: dict[str, int] = field(default_factory=dict)
     # The versions the job's last successful run consumed; empty when it never succeeded.
     consumed_versions: dict[str, int] = field(default_factory=dict)
+    # Bronze-shaped rows a silver job validates and publishes instead of its new bronze rows: quarantined rows
+    # being replayed (lib/quarantine.py).
+    replay_rows: DataFrame | None = None
 
     def accounting(self, table: str) -> TableRun:
         """The row accounting of ``table`` in this run; kept even when the job fails part way."""
@@ -191,15 +194,17 @@ def run_job(
     run_id: str,
     reads: tuple[str, ...] = (),
     consumed: dict[str, int] | None = None,
+    replay_rows: DataFrame | None = None,
 ) -> JobRun:
     """Run one job, time it and record it in ops.job_runs whatever the outcome. Never raises for a job failure.
 
     On success the versions of ``reads`` taken at the start go to ops.job_inputs: what the run consumed.
+    ``replay_rows``: see JobContext.
     """
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.monotonic()
     context = JobContext(spark, config, run_id, input_versions=io.table_versions(spark, config, reads),
-                         consumed_versions=consumed or {})
+                         consumed_versions=consumed or {}, replay_rows=replay_rows)
     try:
         function(context)
         status, error = "succeeded", None
