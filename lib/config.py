@@ -126,6 +126,27 @@ class PatternSettings:
 
 
 @dataclass(frozen=True)
+class RecommendationSettings:
+    top_n: int = 10
+    # Implicit feedback per interaction: event types of silver.events, and "purchase" per order line.
+    weights: dict[str, float] = field(default_factory=lambda: {"product_view": 1.0, "add_to_cart": 3.0,
+                                                               "purchase": 5.0})
+    # An interaction counts half as much after this many days (before the as-of day, profiles.as_of).
+    half_life_days: float = 30.0
+    # The last days before the as-of day are held out: models fitted on the days before are judged on what
+    # people bought in them, and the best parameters of the grid are refitted on everything.
+    holdout_days: int = 7
+    ranks: tuple[int, ...] = (10, 30)
+    reg_params: tuple[float, ...] = (0.1,)
+    alphas: tuple[float, ...] = (1.0, 10.0)
+    max_iter: int = 10
+    checkpoint_interval: int = 5
+    seed: int = 42
+    # Neighbours per product in gold.similar_products.
+    similar_k: int = 10
+
+
+@dataclass(frozen=True)
 class Config:
     landing_root: str = "data/landing"
     lakehouse_root: str = "data/lakehouse"
@@ -138,6 +159,7 @@ class Config:
     profiles: ProfileSettings = field(default_factory=ProfileSettings)
     segments: SegmentSettings = field(default_factory=SegmentSettings)
     patterns: PatternSettings = field(default_factory=PatternSettings)
+    recommendations: RecommendationSettings = field(default_factory=RecommendationSettings)
 
     def table_path(self, table: str) -> str:
         """``silver.orders`` -> ``<lakehouse_root>/silver/orders``."""
