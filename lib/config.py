@@ -136,7 +136,7 @@ class RecommendationSettings:
     # The last days before the as-of day are held out: models fitted on the days before are judged on what
     # people bought in them, and the best parameters of the grid are refitted on everything.
     holdout_days: int = 7
-    ranks: tuple[int, ...] = (10, 30)
+    ranks: tuple[int, ...] = (10, 20)
     reg_params: tuple[float, ...] = (0.1,)
     alphas: tuple[float, ...] = (1.0, 10.0)
     max_iter: int = 10
