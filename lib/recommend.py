@@ -33,7 +33,7 @@ _PRIORITY = {REASON_ALS: 0, REASON_SEGMENT: 1, REASON_POPULAR: 2}
 USER, ITEM, STRENGTH = "user", "item", "strength"
 RECOMMENDATION_COLUMNS = ["person_id", "rank", "product_id", "score", "reason"]
 # ALS fits one block per task at most; small data in one block avoids shuffling factors between blocks for nothing.
-RATINGS_PER_BLOCK = 50_000
+IDS_PER_BLOCK = 50_000
 
 
 def _decay(ts: Column, as_of: dt.date, half_life_days: float) -> Column:
@@ -111,7 +111,7 @@ def param_grid(ranks: Sequence[int], reg_params: Sequence[float], alphas: Sequen
 
 
 def _blocks(ids: int, parallelism: int) -> int:
-    return max(1, min(parallelism, math.ceil(ids / RATINGS_PER_BLOCK)))
+    return max(1, min(parallelism, math.ceil(ids / IDS_PER_BLOCK)))
 
 
 def fit_als(ratings: DataFrame, params: AlsParams, seed: int, max_iter: int, checkpoint_dir: str,
