@@ -238,6 +238,102 @@ def bundle(
     console.print(f"wrote {out}: job dmp_pipeline with {len(tasks)} tasks, schedule '{cron}' ({timezone})")
 
 
+@app.command("status")
+def status_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")] = False,
+) -> None:
+    """Each job's last run (rows, gate outcomes), each table's Delta version and last commit, quarantine counts."""
+    import json
+
+    from lib.spark import spark_session
+    from lib.status import lakehouse_status, status_tables
+
+    if as_json:
+        status = lakehouse_status(spark_session(_config()), _config())
+        typer.echo(json.dumps(status.to_json(), indent=2))
+        return
+    with console.status("reading ops tables and Delta history ..."):
+        status = lakehouse_status(spark_session(_config()), _config())
+    if status.empty:
+        console.print(status.message())
+        return
+    for table in status_tables(status):
+        console.print(table)
+
+
+quarantine_app = typer.Typer(help="Review quarantined rows and replay them after a fix.", no_args_is_help=True)
+app.add_typer(quarantine_app, name="quarantine")
+QuarantineTable = Annotated[str, typer.Argument(help="orders, quarantine.orders or silver.orders (same table).")]
+
+
+@quarantine_app.command("list")
+def quarantine_list() -> None:
+    """Each quarantine table with its row count and the rules its rows broke."""
+    from lib.quarantine import quarantine_summaries
+    from lib.spark import spark_session
+
+    summaries = quarantine_summaries(spark_session(_config()), _config())
+    if not summaries:
+        console.print(f"Nothing is quarantined under {_config().lakehouse_root}.")
+        return
+    table = Table("table", "rows", "rules broken (rows)", title="quarantine")
+    for q in summaries:
+        table.add_row(q.table, f"{q.rows:,}", ", ".join(f"{rule} ({n:,})" for rule, n in q.rules.items()))
+    console.print(table)
+
+
+@quarantine_app.command("show")
+def quarantine_show(
+    table: QuarantineTable,
+    limit: Annotated[int, typer.Option(help="Rows to print.")] = 20,
+) -> None:
+    """Print a quarantine table's newest rows, with the rules each broke."""
+    from pyspark.sql import functions as F
+
+    from lib import io
+    from lib.quarantine import quarantine_table
+    from lib.spark import spark_session
+
+    name = quarantine_table(table)
+    spark = spark_session(_config())
+    if not io.table_exists(spark, _config(), name):
+        console.print(f"[red]{name} does not exist[/red]: nothing of that table was quarantined")
+        raise typer.Exit(1)
+    rows = io.read_table(spark, _config(), name)
+    console.print(f"{name}: {rows.count():,} rows")
+    rows.orderBy(F.col("_quarantined_at").desc()).show(limit, truncate=40)
+
+
+@quarantine_app.command("replay")
+def quarantine_replay(table: QuarantineTable) -> None:
+    """Validate a table's quarantined rows again (current expectations, current reference data such as late
+    customers), publish those that pass now by MERGE and remove them from quarantine."""
+    from lib import io
+    from lib.quarantine import ReplayUnsupported, replay, replayable_entity
+    from lib.spark import spark_session
+
+    try:
+        replayable_entity(table)
+    except ReplayUnsupported as error:
+        console.print(f"[red]{escape(str(error))}[/red]")
+        raise typer.Exit(2) from error
+    with console.status("replaying quarantined rows ..."):
+        try:
+            result = replay(spark_session(_config()), _config(), table)
+        except io.TableNotFound as error:
+            console.print(f"[red]{error}[/red]")
+            raise typer.Exit(1) from error
+    console.print(summary_table([result.run]))
+    if not result.run.ok:
+        raise typer.Exit(1)
+    verdict = "rows balance" if result.balanced else "[red]rows do NOT balance[/red]"
+    console.print(f"{result.table}: replayed {result.replayed:,}, published {result.published:,}, already "
+                  f"published {result.deduplicated:,}, still quarantined {result.still_quarantined:,} "
+                  f"(removed from quarantine {result.removed_from_quarantine:,}; {verdict})")
+    if not result.balanced:
+        raise typer.Exit(1)
+
+
 def _run_and_report(jobs: list[str] | None, start_from: str | None = None, force: bool = False) -> None:
     from lib.pipeline import run_pipeline, selected_jobs
     from lib.spark import spark_session
@@ -310,9 +406,7 @@ def _job_rows(run: JobRun) -> tuple[int, int, int]:
 
 
 def _note(run: JobRun) -> str:
-    if run.error:
-        return run.error
-    return "up to date" if run.status == "skipped" else ""
+    return run.error or run.skip_reason or ""
 
 
 def summary_table(runs: list[JobRun]) -> Table:
@@ -334,11 +428,12 @@ def summary_table(runs: list[JobRun]) -> Table:
     return table
 
 
-def run_submitted_job(job: str) -> None:
-    """Entry point of jobs/<job>.py under spark-submit: config from DMP_* variables, exit code 1 on failure."""
+def run_submitted_job(job: str | None) -> None:
+    """Entry point of jobs/<job>.py under spark-submit (``None``: the whole graph, jobs/pipeline.py): config from
+    DMP_* variables, exit code 1 on failure."""
     try:
         _state["config"] = load_config()
-        _run_and_report([job])
+        _run_and_report([job] if job else None)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except ConfigError as error:

@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from scipy.optimize import minimize
@@ -216,13 +217,13 @@ def clv_scores(summary: DataFrame, bgnbd: BgNbdFit, gamma_gamma: GammaGammaFit, 
     discounts = [(1 + annual_discount_rate) ** -(end / WEEKS_PER_YEAR) for end in step_ends]
     horizons, weights = np.array(step_ends), np.array(discounts)
 
-    # A row-at-a-time UDF (pandas UDFs need pyarrow, which the project does not install); numpy is vectorised
-    # over the horizon's steps within the row.
-    @F.udf("struct<p_alive:double,expected_purchases:double,discounted_purchases:double>")
-    def purchases(frequency, recency, age):
-        cumulative = expected_purchases(bgnbd, horizons, frequency, recency, age)
-        return (float(probability_alive(bgnbd, frequency, recency, age)), float(cumulative[-1]),
-                float(np.diff(cumulative, prepend=0.0) @ weights))
+    # One Arrow batch at a time, vectorised over customers (columns) and the horizon's steps (rows).
+    @F.pandas_udf("p_alive double, expected_purchases double, discounted_purchases double")
+    def purchases(frequency: pd.Series, recency: pd.Series, age: pd.Series) -> pd.DataFrame:
+        x, t_x, t = (column.to_numpy(dtype=float) for column in (frequency, recency, age))
+        cumulative = expected_purchases(bgnbd, horizons[:, None], x, t_x, t)
+        return pd.DataFrame({"p_alive": probability_alive(bgnbd, x, t_x, t), "expected_purchases": cumulative[-1],
+                             "discounted_purchases": weights @ np.diff(cumulative, axis=0, prepend=0.0)})
 
     scored = summary.withColumn("_purchases", purchases("frequency", "recency", "T"))
     spend = expected_spend(gamma_gamma, F.col("frequency"), F.col("monetary_value"))

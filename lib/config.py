@@ -95,9 +95,12 @@ class SegmentSettings:
     features: tuple[str, ...] = ("orders_per_week", "sessions_per_week", "price_position",
                                  "purchase_recency_share", "active_weeks")
     log_features: tuple[str, ...] = ("orders_per_week", "sessions_per_week", "active_weeks")
-    # k is chosen by silhouette over this range; a fixed seed keeps retrains reproducible.
+    # k is chosen by silhouette over this range: the smallest k whose silhouette is within silhouette_tolerance of
+    # the best, since a split that barely raises the silhouette is noise, not a segment. A fixed seed keeps
+    # retrains reproducible.
     k_min: int = 3
     k_max: int = 10
+    silhouette_tolerance: float = 0.02
     seed: int = 42
     # Training uses at most this many people (a seeded sample); scoring always covers everyone.
     max_training_rows: int = 200_000
@@ -147,6 +150,14 @@ class RecommendationSettings:
 
 
 @dataclass(frozen=True)
+class ScheduleSettings:
+    # Jobs that train models (Job.trains_models) run at most once per this many days of wall-clock time, however
+    # often the pipeline runs; the jobs around them keep their tables fresh on every run. 0: whenever their input
+    # changed. `dmp pipeline run --force` runs them anyway.
+    model_every_days: float = 0.0
+
+
+@dataclass(frozen=True)
 class Config:
     landing_root: str = "data/landing"
     lakehouse_root: str = "data/lakehouse"
@@ -160,6 +171,7 @@ class Config:
     segments: SegmentSettings = field(default_factory=SegmentSettings)
     patterns: PatternSettings = field(default_factory=PatternSettings)
     recommendations: RecommendationSettings = field(default_factory=RecommendationSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
 
     def table_path(self, table: str) -> str:
         """``silver.orders`` -> ``<lakehouse_root>/silver/orders``."""
@@ -213,7 +225,9 @@ def _parse(text: str, hint, name: str):
     if typing.get_origin(hint) is tuple:
         item = typing.get_args(hint)[0]
         return tuple(_parse(part.strip(), item, name) for part in text.split(",") if part.strip())
-    base = {t for t in typing.get_args(hint) if t is not type(None)} or {hint}
+    # A dict's type arguments are its key and value types, not alternatives: parse it before the scalar unions.
+    base = {dict} if typing.get_origin(hint) is dict else {t for t in typing.get_args(hint)
+                                                         if t is not type(None)} or {hint}
     try:
         if bool in base:
             if text.lower() not in {"true", "false", "1", "0", "yes", "no"}:

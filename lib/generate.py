@@ -348,8 +348,11 @@ class DayWriter:
         profile = ARCHETYPES[customer.archetype]
         active = self.day < self.settings.days * profile.active_until
         rate = profile.orders_per_day if active else 0.0
+        # A new customer is one whose first purchase is recent (someone who signed up without buying is a
+        # prospect): "new" buy on the day they join, then at their own rate.
         buys = self.rng.random() < rate or (customer.archetype == "one_timer" and self.day == customer.signup_day
-                                            + hash_day(customer.customer_id, self.settings.days - customer.signup_day))
+                                            + hash_day(customer.customer_id, self.settings.days - customer.signup_day)
+                                            ) or (customer.archetype == "new" and self.day == customer.signup_day)
         campaign = None
         if customer.arm and self.day == self.ab_test["start_day"]:
             campaign = (self.ab_test["campaign_id"], customer.arm)

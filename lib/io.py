@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from delta.tables import DeltaTable
 from pyspark.ml import PipelineModel
@@ -59,6 +61,41 @@ def table_versions(spark: SparkSession, config: Config, tables: Sequence[str]) -
     return {table: version for table, version in versions.items() if version is not None}
 
 
+@dataclass(frozen=True)
+class Commit:
+    """A table's newest Delta commit: its version, when it was committed and by which operation."""
+
+    version: int
+    timestamp: dt.datetime
+    operation: str
+
+
+def last_commit(spark: SparkSession, config: Config, table: str) -> Commit | None:
+    """The newest commit of ``table`` (Delta's DESCRIBE HISTORY, one entry); None when the table does not exist."""
+    if not table_exists(spark, config, table):
+        return None
+    entry = DeltaTable.forPath(spark, config.table_path(table)).history(1).collect()[0]
+    return Commit(entry["version"], entry["timestamp"], entry["operation"])
+
+
+def list_tables(spark: SparkSession, config: Config, layers: Sequence[str] | None = None) -> list[str]:
+    """The Delta tables under the lakehouse as ``<layer>.<name>``, sorted: of ``layers``, or of every layer folder
+    (folders starting with ``_`` hold checkpoints, models and secrets, not layers)."""
+    jvm = spark._jvm
+    root = jvm.org.apache.hadoop.fs.Path(config.lakehouse_root)
+    fs = root.getFileSystem(spark._jsc.hadoopConfiguration())
+
+    def folders(path) -> list[str]:
+        if not fs.exists(path):
+            return []
+        return [status.getPath().getName() for status in fs.listStatus(path) if status.isDirectory()]
+
+    layer_names = layers if layers is not None else [n for n in folders(root) if not n.startswith("_")]
+    tables = [f"{layer}.{name}" for layer in layer_names
+              for name in folders(jvm.org.apache.hadoop.fs.Path(root, layer)) if not name.startswith("_")]
+    return sorted(table for table in tables if table_exists(spark, config, table))
+
+
 def read_changes(spark: SparkSession, config: Config, table: str, after_version: int, up_to_version: int) -> DataFrame:
     """Rows changed by the commits after ``after_version`` up to ``up_to_version`` (Delta Change Data Feed): the
     table's columns plus ``_change_type`` (insert, delete, update_preimage, update_postimage) and
@@ -109,6 +146,7 @@ def merge_upsert(
             writer = writer.option("delta.enableChangeDataFeed", "true")
         writer.save(path)
     target = DeltaTable.forPath(spark, path)
+    before = table_version(spark, config, table)
     on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     if newer_than:
         changed = f"s.`{newer_than}` > t.`{newer_than}`"
@@ -126,8 +164,27 @@ def merge_upsert(
     elif delete_missing:
         merge = merge.whenNotMatchedBySourceDelete()
     merge.execute()
-    metrics = target.history(1).collect()[0]["operationMetrics"] or {}
-    return {k: int(v) for k, v in metrics.items() if v.isdigit()}
+    last = target.history(1).collect()[0]
+    if last["version"] == before:
+        # Delta commits nothing for a MERGE that changes nothing (e.g. an empty source): the newest entry's metrics
+        # would be another operation's.
+        return {"numSourceRows": df.count()}
+    return {k: int(v) for k, v in (last["operationMetrics"] or {}).items() if v.isdigit()}
+
+
+def delete_matching(spark: SparkSession, config: Config, table: str, rows: DataFrame, keys: Sequence[str],
+                    condition: str | None = None) -> int:
+    """Delete the rows of ``table`` whose ``keys`` match a row of ``rows`` (and, if given, ``condition`` on the
+    target, alias ``t``), by MERGE. Returns the number of rows deleted."""
+    target = DeltaTable.forPath(spark, config.table_path(table))
+    before = table_version(spark, config, table)
+    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    target.alias("t").merge(rows.select(*keys).distinct().alias("s"), on).whenMatchedDelete(condition).execute()
+    last = target.history(1).collect()[0]
+    # A MERGE that changes nothing may commit nothing: then the newest entry is someone else's.
+    if last["version"] == before:
+        return 0
+    return int((last["operationMetrics"] or {}).get("numTargetRowsDeleted", 0))
 
 
 def _differs(target: str, source: str, data_type) -> str:

@@ -85,7 +85,7 @@ def _publish_silver(
     counts exact re-sends, older versions in the batch and versions not newer than what silver already holds.
     ``set_aside`` names rows to quarantine before the gate without counting against it (e.g. bot traffic).
     A source that has no landing folder publishes its silver table empty (``no_landing_data``), so the jobs
-    downstream read it like any other.
+    downstream read it like any other. With ``ctx.replay_rows`` (a quarantine replay) those rows are the one batch.
     """
     bronze_table, silver_table = f"bronze.{entity}", f"silver.{entity}"
     schema = table_schema(entity)
@@ -130,6 +130,9 @@ def _publish_silver(
         candidates.unpersist()
         checked.unpersist()
 
+    if ctx.replay_rows is not None:
+        publish_batch(ctx.replay_rows, 0)
+        return
     if no_landing_data:
         accounting.add(no_landing_data=1)
         # The same path as a real batch, with no rows: the silver table gets exactly the columns it would have.
@@ -555,6 +558,8 @@ class Job:
     reads: tuple[str, ...] = ()
     # Delta tables the job publishes (quarantine and ops tables aside).
     writes: tuple[str, ...] = ()
+    # Trains models, so it runs on the slower `schedule.model_every_days` cadence.
+    trains_models: bool = False
 
     @property
     def description(self) -> str:
@@ -590,12 +595,13 @@ PIPELINE: dict[str, Job] = {
             reads=("gold.customer_features", "silver.orders", "silver.identity_map"),
             writes=("gold.customer_profile", "gold.segments")),
         Job("gold_patterns", gold_patterns, depends_on=("silver_orders", "silver_products"),
-            reads=("silver.order_items", "silver.products"), writes=("gold.frequent_itemsets", "gold.purchase_rules")),
+            reads=("silver.order_items", "silver.products"), writes=("gold.frequent_itemsets", "gold.purchase_rules"),
+            trains_models=True),
         Job("gold_recommendations", gold_recommendations,
             depends_on=("silver_events", "silver_orders", "silver_products", "silver_identity",
                         "gold_customer_profile"),
             reads=("silver.events", "silver.order_items", "silver.identity_map", "silver.products",
                    "gold.customer_profile"),
-            writes=("gold.recommendations", "gold.similar_products")),
+            writes=("gold.recommendations", "gold.similar_products"), trains_models=True),
     ]
 }

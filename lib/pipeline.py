@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 
 from pyspark.sql import SparkSession
@@ -9,7 +10,7 @@ from pyspark.sql import SparkSession
 from lib import io
 from lib.config import Config
 from lib.jobs import PIPELINE, Job
-from lib.runner import JobRun, consumed_versions, new_run_id, run_job
+from lib.runner import JobRun, LastSuccess, last_successes, new_run_id, run_job
 
 
 def dependency_order(jobs: Mapping[str, Job] = PIPELINE) -> list[str]:
@@ -62,6 +63,16 @@ def up_to_date(spark: SparkSession, config: Config, job: Job, consumed: dict[str
     return unchanged and all(io.table_exists(spark, config, table) for table in job.writes)
 
 
+def not_due(config: Config, job: Job, last: LastSuccess | None, now: dt.datetime) -> str | None:
+    """Why a model-training ``job`` is not due yet (None when it is): its last success is more recent than the
+    configured cadence."""
+    every = dt.timedelta(days=config.schedule.model_every_days)
+    if not job.trains_models or last is None or now - last.at >= every:
+        return None
+    return (f"not due: models retrain every {config.schedule.model_every_days:g} days, last success "
+            f"{last.at:%Y-%m-%d %H:%M} UTC")
+
+
 def run_pipeline(
     spark: SparkSession,
     config: Config,
@@ -73,25 +84,31 @@ def run_pipeline(
 ) -> list[JobRun]:
     """Run ``jobs`` (default: all; or ``start_from`` and what depends on it) in dependency order under one run id.
 
-    A job whose input tables did not change since its last success is skipped as up to date unless ``force``;
+    A job whose input tables did not change since its last success is skipped as up to date, and a model-training
+    job that is not due on the configured cadence is skipped, unless ``force``;
     jobs downstream of a failure are skipped with the failure named in their error.
     """
     selected = selected_jobs(jobs, start_from)
     run_id = new_run_id()
-    consumed = consumed_versions(spark, config)
+    last = last_successes(spark, config)
+    now = dt.datetime.now(dt.timezone.utc)
     failed: set[str] = set()
     runs: list[JobRun] = []
     for name in selected:
         job = PIPELINE[name]
+        consumed = last[name].input_versions if name in last else None
         blocked = [d for d in job.depends_on if d in failed]
+        waiting = None if force else not_due(config, job, last.get(name), now)
         if blocked:
             failed.add(name)
             run = JobRun(run_id, name, "skipped", [], 0.0, None, f"upstream job failed: {', '.join(blocked)}")
-        elif not force and up_to_date(spark, config, job, consumed.get(name)):
-            run = JobRun(run_id, name, "skipped", [], 0.0, None)
+        elif waiting:
+            run = JobRun(run_id, name, "skipped", [], 0.0, None, skip_reason=waiting)
+        elif not force and up_to_date(spark, config, job, consumed):
+            run = JobRun(run_id, name, "skipped", [], 0.0, None, skip_reason="up to date")
         else:
             on_job_start(name)
-            run = run_job(name, job.run, spark, config, run_id, job.reads, consumed.get(name))
+            run = run_job(name, job.run, spark, config, run_id, job.reads, consumed)
             if run.status != "succeeded":
                 failed.add(name)
         runs.append(run)

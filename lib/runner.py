@@ -58,10 +58,12 @@ class JobRun:
     seconds: float
     started_at: dt.datetime
     error: str | None = None
+    # Why a job that did not fail was skipped: up to date, or a model job not yet due.
+    skip_reason: str | None = None
 
     @property
     def ok(self) -> bool:
-        """Succeeded, or skipped because it was up to date (a job skipped below a failure carries the error)."""
+        """Succeeded, or skipped as up to date or not due (a job skipped below a failure carries the error)."""
         return self.status == "succeeded" or (self.status == "skipped" and self.error is None)
 
 
@@ -75,6 +77,9 @@ class JobContext:
     input_versions: dict[str, int] = field(default_factory=dict)
     # The versions the job's last successful run consumed; empty when it never succeeded.
     consumed_versions: dict[str, int] = field(default_factory=dict)
+    # Bronze-shaped rows a silver job validates and publishes instead of its new bronze rows: quarantined rows
+    # being replayed (lib/quarantine.py).
+    replay_rows: DataFrame | None = None
 
     def accounting(self, table: str) -> TableRun:
         """The row accounting of ``table`` in this run; kept even when the job fails part way."""
@@ -161,14 +166,24 @@ def new_run_id() -> str:
     return f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
-def consumed_versions(spark: SparkSession, config: Config) -> dict[str, dict[str, int]]:
-    """Per job, the input table versions its last successful run consumed (ops.job_inputs)."""
+@dataclass(frozen=True)
+class LastSuccess:
+    # The input table versions the run consumed, and when it finished.
+    input_versions: dict[str, int]
+    at: dt.datetime
+
+
+def last_successes(spark: SparkSession, config: Config) -> dict[str, LastSuccess]:
+    """Per job, its last successful run (ops.job_inputs)."""
     if not io.table_exists(spark, config, JOB_INPUTS):
         return {}
     rows = io.read_table(spark, config, JOB_INPUTS).groupBy("job").agg(
-        F.max_by("input_versions", "recorded_at").alias("input_versions")
+        F.max_by("input_versions", "recorded_at").alias("input_versions"),
+        # Epoch seconds: collected timestamps would come back naive in the driver's local time zone.
+        F.max("recorded_at").cast("double").alias("at")
     )
-    return {row["job"]: dict(row["input_versions"]) for row in rows.collect()}
+    return {row["job"]: LastSuccess(dict(row["input_versions"]), dt.datetime.fromtimestamp(row["at"], dt.timezone.utc))
+            for row in rows.collect()}
 
 
 def run_job(
@@ -179,15 +194,17 @@ def run_job(
     run_id: str,
     reads: tuple[str, ...] = (),
     consumed: dict[str, int] | None = None,
+    replay_rows: DataFrame | None = None,
 ) -> JobRun:
     """Run one job, time it and record it in ops.job_runs whatever the outcome. Never raises for a job failure.
 
     On success the versions of ``reads`` taken at the start go to ops.job_inputs: what the run consumed.
+    ``replay_rows``: see JobContext.
     """
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.monotonic()
     context = JobContext(spark, config, run_id, input_versions=io.table_versions(spark, config, reads),
-                         consumed_versions=consumed or {})
+                         consumed_versions=consumed or {}, replay_rows=replay_rows)
     try:
         function(context)
         status, error = "succeeded", None

@@ -1,5 +1,6 @@
 """Behavioural segments: a Spark MLlib PipelineModel (log1p + VectorAssembler + StandardScaler + KMeans), k chosen
-by silhouette, segments described in original units and kept stable across retrains.
+by silhouette (the smallest k within a tolerance of the best), segments described in original units and kept stable
+across retrains.
 
 Segment ids and names belong to the segments, not to KMeans' cluster indexes: after a retrain, new clusters are
 matched to the previous segments by centroid distance (an optimal one-to-one assignment), so a segment keeps its
@@ -72,9 +73,15 @@ class TrainedSegmentation:
         return self.model.stages[-1]
 
 
+def parsimonious_k(silhouettes: dict[int, float], tolerance: float) -> int:
+    """The smallest k whose silhouette is within ``tolerance`` of the best."""
+    best = max(silhouettes.values())
+    return min(k for k, score in silhouettes.items() if score >= best - tolerance)
+
+
 def train_segmentation(features: DataFrame, settings: SegmentSettings) -> TrainedSegmentation:
-    """Fit the feature stages once on a seeded sample, then KMeans for every k in the range; keep the k with
-    the best silhouette (ties: the smaller k)."""
+    """Fit the feature stages once on a seeded sample, then KMeans for every k in the range; keep the smallest k
+    whose silhouette is within ``settings.silhouette_tolerance`` of the best."""
     total = features.count()
     sample = features
     if total > settings.max_training_rows:
@@ -83,17 +90,16 @@ def train_segmentation(features: DataFrame, settings: SegmentSettings) -> Traine
     prepared = prepared_model.transform(sample).select(SCALED).cache()
     rows = prepared.count()
     evaluator = ClusteringEvaluator(featuresCol=SCALED, predictionCol=CLUSTER)
-    best: KMeansModel | None = None
+    fitted: dict[int, KMeansModel] = {}
     silhouettes: dict[int, float] = {}
     for k in range(settings.k_min, min(settings.k_max, rows - 1) + 1):
-        kmeans = KMeans(k=k, seed=settings.seed, featuresCol=SCALED, predictionCol=CLUSTER, maxIter=50).fit(prepared)
-        silhouettes[k] = evaluator.evaluate(kmeans.transform(prepared))
-        if best is None or silhouettes[k] > silhouettes[best.getK()]:
-            best = kmeans
+        fitted[k] = KMeans(k=k, seed=settings.seed, featuresCol=SCALED, predictionCol=CLUSTER, maxIter=50).fit(prepared)
+        silhouettes[k] = evaluator.evaluate(fitted[k].transform(prepared))
     prepared.unpersist()
-    if best is None:
+    if not fitted:
         raise ValueError(f"only {rows} people to segment; need more than k_min={settings.k_min}")
-    return TrainedSegmentation(PipelineModel(stages=[*prepared_model.stages, best]), silhouettes, rows)
+    chosen = parsimonious_k(silhouettes, settings.silhouette_tolerance)
+    return TrainedSegmentation(PipelineModel(stages=[*prepared_model.stages, fitted[chosen]]), silhouettes, rows)
 
 
 def assign_clusters(model: PipelineModel, features: DataFrame) -> DataFrame:

@@ -27,3 +27,11 @@ def spark():
     session = spark_session(Config(spark=TEST_SPARK))
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def late_customer_lakehouse(spark, tmp_path_factory):
+    """A lakehouse where orders arrived before their customer, replayed twice (tests/late_customer.py)."""
+    from tests.late_customer import build
+
+    return build(tmp_path_factory.mktemp("late_customer"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import io as text_io
 from pathlib import Path
 
@@ -12,10 +14,11 @@ from typer.testing import CliRunner
 
 from lib import io
 from lib.cli import PipelineProgress, app
+from lib.config import ScheduleSettings
 from lib.generate import GeneratorSettings, copy_landing_days, generate
 from lib.jobs import PIPELINE
-from lib.pipeline import dependency_order, downstream, run_pipeline, selected_jobs
-from lib.runner import JobRun, TableRun
+from lib.pipeline import dependency_order, downstream, not_due, run_pipeline, selected_jobs
+from lib.runner import JobRun, LastSuccess, TableRun
 from tests.conftest import make_config
 
 # The jobs an order needs on its way to gold; enough to show skipping without running the whole graph.
@@ -68,7 +71,7 @@ def test_progress_without_a_terminal_prints_one_plain_line_per_finished_job():
     with progress.shown(Console(file=out, force_terminal=False, width=200)):
         progress.started("bronze")
         progress.done(JobRun("r", "bronze", "succeeded", [TableRun("bronze.orders", 10, 10)], 1.5, None))
-        progress.done(JobRun("r", "silver_orders", "skipped", [], 0.0, None))
+        progress.done(JobRun("r", "silver_orders", "skipped", [], 0.0, None, skip_reason="up to date"))
     lines = out.getvalue().splitlines()
     assert lines == ["succeeded bronze (1.5 s) rows in 10, published 10, quarantined 0",
                      "  skipped silver_orders (0.0 s) rows in 0, published 0, quarantined 0 - up to date"]
@@ -147,3 +150,28 @@ def test_force_from_a_job_runs_it_and_its_downstream_even_when_up_to_date(spark,
     assert ran["gold_customer_features"]["status"] == "failed"
     assert "silver.identity_map" in ran["gold_customer_features"]["error"]
     assert "succeeded gold_daily_revenue" in result.output
+
+
+def test_a_model_job_is_due_once_its_cadence_has_passed_and_other_jobs_ignore_the_cadence(tmp_path):
+    config = dataclasses.replace(make_config(tmp_path), schedule=ScheduleSettings(model_every_days=7))
+    now = dt.datetime(2026, 11, 23, 12, tzinfo=dt.timezone.utc)
+    ran = {days: LastSuccess({}, now - dt.timedelta(days=days)) for days in (1, 6.9, 7, 30)}
+    assert PIPELINE["gold_patterns"].trains_models and not PIPELINE["gold_daily_revenue"].trains_models
+    assert "every 7 days" in not_due(config, PIPELINE["gold_patterns"], ran[1], now)
+    assert not_due(config, PIPELINE["gold_patterns"], ran[6.9], now)
+    assert not_due(config, PIPELINE["gold_patterns"], ran[7], now) is None
+    assert not_due(config, PIPELINE["gold_patterns"], ran[30], now) is None
+    assert not_due(config, PIPELINE["gold_patterns"], None, now) is None, "a job that never ran is due"
+    assert not_due(config, PIPELINE["gold_daily_revenue"], ran[1], now) is None
+    every_run = dataclasses.replace(config, schedule=ScheduleSettings(model_every_days=0))
+    assert not_due(every_run, PIPELINE["gold_patterns"], ran[1], now) is None
+
+
+@pytest.mark.slow
+def test_a_model_job_inside_its_cadence_is_skipped_as_not_due_unless_forced(spark, lakehouse):
+    weekly = dataclasses.replace(lakehouse, schedule=ScheduleSettings(model_every_days=7))
+    assert run_pipeline(spark, weekly, ["gold_patterns"], force=True)[0].status == "succeeded"
+    rerun = run_pipeline(spark, weekly, ["gold_patterns"])[0]
+    assert (rerun.status, rerun.ok) == ("skipped", True)
+    assert rerun.skip_reason.startswith("not due: models retrain every 7 days")
+    assert run_pipeline(spark, lakehouse, ["gold_patterns"])[0].skip_reason == "up to date"

@@ -52,9 +52,8 @@ def test_segments_recover_the_planted_archetypes(spark, profiled):
     assert len(customers) > 0.95 * len(truth)
     ari = adjusted_rand_score([truth[c] for c in customers], [segment[c] for c in customers])
     assert ari >= 0.6, ari
-    # Silhouette's k is recorded next to the planted count; they are not equal yet (see docs/ARCHITECTURE.md).
     run = io.read_table(spark, config, "ops.model_runs").filter("model = 'customer_segments'").first()
-    assert len(ARCHETYPES) - 1 <= int(run["metrics"]["chosen_k"]) <= len(ARCHETYPES) + 3
+    assert int(run["metrics"]["chosen_k"]) == len(ARCHETYPES)
 
 
 def test_every_person_has_one_profile_with_scores_in_range(spark, profiled):

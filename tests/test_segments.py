@@ -46,6 +46,14 @@ def test_silhouette_picks_the_planted_number_of_groups(trained):
     assert adjusted_rand_score([planted[i] for i in ids], [assigned[i] for i in ids]) == 1.0
 
 
+def test_the_smallest_k_within_the_tolerance_of_the_best_silhouette_wins():
+    scores = {3: 0.42, 4: 0.55, 5: 0.60, 6: 0.61, 7: 0.58}
+    assert segments.parsimonious_k(scores, 0.0) == 6
+    assert segments.parsimonious_k(scores, 0.02) == 5
+    assert segments.parsimonious_k(scores, 0.06) == 4
+    assert segments.parsimonious_k({3: 0.5, 4: 0.5}, 0.0) == 3
+
+
 def test_centroids_come_back_in_original_units(trained):
     _, result = trained
     centroids = segments.centroids_in_original_units(result.model, SETTINGS)
