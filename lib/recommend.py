@@ -277,7 +277,7 @@ class ModelSearch:
 
     @property
     def best(self) -> Evaluation:
-        return next(e for e in self.candidates if e.params == self.chosen)
+        return next((e for e in self.candidates if e.params == self.chosen), Evaluation(self.chosen, {}))
 
 
 def search_params(train: DataFrame, split: TimeSplit, people: DataFrame, catalogue: DataFrame, bought: DataFrame,
@@ -285,10 +285,15 @@ def search_params(train: DataFrame, split: TimeSplit, people: DataFrame, catalog
                   checkpoint_interval: int = 5) -> ModelSearch:
     """Fit each of ``grid`` on ``train`` (interactions up to ``split.train_as_of``), recommend to the people with
     held-out purchases, and choose the parameters with the best NDCG@n (ties: first in the grid). The popularity
-    baseline is measured on the same people."""
+    baseline is measured on the same people. Without any held-out purchase nothing is fitted or measured."""
+    evaluated = split.held_out.join(people, "person_id", "left_semi").cache()
+    if evaluated.isEmpty():
+        # Nobody bought anything new in the hold-out days (or the catalogue has nothing new to buy): nothing to
+        # judge the grid on, so its first point is used unmeasured.
+        evaluated.unpersist()
+        return ModelSearch(grid[0], [], {}, split)
     idx = indexes(train, catalogue)
     ratings = idx.ratings(train).cache()
-    evaluated = split.held_out.join(people, "person_id", "left_semi").cache()
     judged = people.join(evaluated.select("person_id").distinct(), "person_id", "left_semi").cache()
     catalogue_size = idx.products.count()
     measure = lambda recs: ranking_metrics(recs, evaluated, idx.products, n, catalogue_size)  # noqa: E731
