@@ -129,6 +129,27 @@ class PatternSettings:
 
 
 @dataclass(frozen=True)
+class RecommendationSettings:
+    top_n: int = 10
+    # Implicit feedback per interaction: event types of silver.events, and "purchase" per order line.
+    weights: dict[str, float] = field(default_factory=lambda: {"product_view": 1.0, "add_to_cart": 3.0,
+                                                               "purchase": 5.0})
+    # An interaction counts half as much after this many days (before the as-of day, profiles.as_of).
+    half_life_days: float = 30.0
+    # The last days before the as-of day are held out: models fitted on the days before are judged on what
+    # people bought in them, and the best parameters of the grid are refitted on everything.
+    holdout_days: int = 7
+    ranks: tuple[int, ...] = (10, 20)
+    reg_params: tuple[float, ...] = (0.1,)
+    alphas: tuple[float, ...] = (1.0, 10.0)
+    max_iter: int = 10
+    checkpoint_interval: int = 5
+    seed: int = 42
+    # Neighbours per product in gold.similar_products.
+    similar_k: int = 10
+
+
+@dataclass(frozen=True)
 class ScheduleSettings:
     # Jobs that train models (Job.trains_models) run at most once per this many days of wall-clock time, however
     # often the pipeline runs; the jobs around them keep their tables fresh on every run. 0: whenever their input
@@ -149,6 +170,7 @@ class Config:
     profiles: ProfileSettings = field(default_factory=ProfileSettings)
     segments: SegmentSettings = field(default_factory=SegmentSettings)
     patterns: PatternSettings = field(default_factory=PatternSettings)
+    recommendations: RecommendationSettings = field(default_factory=RecommendationSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
 
     def table_path(self, table: str) -> str:
@@ -203,7 +225,9 @@ def _parse(text: str, hint, name: str):
     if typing.get_origin(hint) is tuple:
         item = typing.get_args(hint)[0]
         return tuple(_parse(part.strip(), item, name) for part in text.split(",") if part.strip())
-    base = {t for t in typing.get_args(hint) if t is not type(None)} or {hint}
+    # A dict's type arguments are its key and value types, not alternatives: parse it before the scalar unions.
+    base = {dict} if typing.get_origin(hint) is dict else {t for t in typing.get_args(hint)
+                                                         if t is not type(None)} or {hint}
     try:
         if bool in base:
             if text.lower() not in {"true", "false", "1", "0", "yes", "no"}:

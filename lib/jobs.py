@@ -12,7 +12,7 @@ from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lib import clv, customers, events, identity, io, orders, patterns, profiles, segments, silver
+from lib import clv, customers, events, identity, io, orders, patterns, profiles, recommend, segments, silver
 from lib.bronze import bronze_records, read_landing_stream
 from lib.events import SET_ASIDE
 from lib.pii import pii_key
@@ -485,6 +485,72 @@ def gold_patterns(ctx: JobContext) -> None:
         cached.unpersist()
 
 
+def gold_recommendations(ctx: JobContext) -> None:
+    """Views, carts, purchases -> ALS (parameters chosen on a time hold-out) -> gates -> gold.recommendations and
+    gold.similar_products; the evaluation against popularity goes to ops.model_runs."""
+    settings = ctx.config.recommendations
+    read = lambda table: io.read_table(ctx.spark, ctx.config, table)  # noqa: E731
+    events_df, items, identity_map = read("silver.events"), read("silver.order_items"), read("silver.identity_map")
+    catalogue = read("silver.products").select("product_id")
+    people = read("gold.customer_profile").select("person_id", "segment_id").cache()
+    as_of = _profile_date(ctx, items, events_df)
+
+    def feedback(day: dt.date) -> DataFrame:
+        return recommend.interactions(events_df, items, identity_map, settings.weights, settings.half_life_days,
+                                      day).cache()
+
+    checkpoint_dir = ctx.config.checkpoint_path("als")
+    split = recommend.time_split(items, identity_map, as_of, settings.holdout_days)
+    train = feedback(split.train_as_of)
+    search = recommend.search_params(
+        train, split, people, catalogue, recommend.purchased(items, identity_map, split.train_as_of),
+        recommend.param_grid(settings.ranks, settings.reg_params, settings.alphas), settings.top_n, settings.seed,
+        settings.max_iter, checkpoint_dir, settings.checkpoint_interval)
+    train.unpersist()
+    full = feedback(as_of)
+    idx = recommend.indexes(full, catalogue)
+    model = recommend.fit_als(idx.ratings(full), search.chosen, settings.seed, settings.max_iter, checkpoint_dir,
+                              settings.checkpoint_interval)
+    bought = recommend.purchased(items, identity_map, as_of).cache()
+    recommended = recommend.recommend(model, idx, people, full, bought, settings.top_n).cache()
+    similar = recommend.similar_products(model, idx, settings.similar_k).cache()
+    metrics = {f"{model_name}_{name}": value for model_name, measured in
+               (("als", search.best.metrics), ("popularity", search.baseline)) for name, value in measured.items()}
+    metrics.update({f"ndcg_at_k_rank{e.params.rank}_reg{e.params.reg_param}_alpha{e.params.alpha}":
+                    e.metrics["ndcg_at_k"] for e in search.candidates})
+    ctx.record_model_run(
+        "recommendations_als",
+        params={**search.chosen.as_dict(), "as_of": as_of, "train_as_of": split.train_as_of, "k": settings.top_n,
+                "holdout_days": settings.holdout_days, "half_life_days": settings.half_life_days,
+                "weights": settings.weights, "seed": settings.seed, "max_iter": settings.max_iter},
+        metrics=metrics)
+    if not search.candidates:
+        log.warning("gold_recommendations: no first purchases in the %s hold-out days, parameters %s unmeasured",
+                    settings.holdout_days, search.chosen)
+    log.info("gold_recommendations: chose %s; %s", search.chosen,
+             ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    # ops.job_runs details hold whole numbers: the hold-out metrics as parts per ten thousand.
+    details = {f"{k}_per_10k": round(v * 10_000) for k, v in metrics.items()
+               if k.startswith(("als_", "popularity_")) and not k.endswith("people_evaluated")}
+    published = []
+    # Both gates pass before either table moves.
+    for rows, table, key, checks in (
+            (recommend.recommendations_with_checks(recommended, bought, settings.top_n), "gold.recommendations",
+             ["person_id", "rank"], recommend.CHECK_COLUMNS),
+            (recommend.similar_products_with_checks(similar), "gold.similar_products", ["product_id", "rank"],
+             recommend.SIMILAR_CHECK_COLUMNS)):
+        accounting = ctx.accounting(table)
+        accounting.add(rows_in=rows.count())
+        gate = ctx.gate(rows, table, key, quarantine=f"quarantine.{table.partition('.')[2]}")
+        accounting.add(quarantined=gate.rows_failed, published=gate.rows_checked - gate.rows_failed)
+        published.append((gate.passed_rows.drop(*checks), table, key))
+    ctx.accounting("gold.recommendations").add(**details)
+    for rows, table, key in published:
+        io.merge_upsert(ctx.spark, rows, ctx.config, table, key, delete_missing=True)
+    for cached in (similar, recommended, bought, full, people):
+        cached.unpersist()
+
+
 @dataclass(frozen=True)
 class Job:
     name: str
@@ -534,5 +600,11 @@ PIPELINE: dict[str, Job] = {
         Job("gold_patterns", gold_patterns, depends_on=("silver_orders", "silver_products"),
             reads=("silver.order_items", "silver.products"), writes=("gold.frequent_itemsets", "gold.purchase_rules"),
             trains_models=True),
+        Job("gold_recommendations", gold_recommendations,
+            depends_on=("silver_events", "silver_orders", "silver_products", "silver_identity",
+                        "gold_customer_profile"),
+            reads=("silver.events", "silver.order_items", "silver.identity_map", "silver.products",
+                   "gold.customer_profile"),
+            writes=("gold.recommendations", "gold.similar_products"), trains_models=True),
     ]
 }

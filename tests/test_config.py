@@ -52,3 +52,12 @@ def test_missing_config_file_says_so(tmp_path):
 def test_table_name_without_layer_is_rejected():
     with pytest.raises(ConfigError, match="<layer>.<name>"):
         Config().table_path("orders")
+
+
+def test_dict_settings_come_from_json_environment_variables():
+    config = load_config(environ={"DMP_RECOMMENDATIONS__WEIGHTS": '{"purchase": 2, "product_view": 0.5}',
+                                  "DMP_GATES__TABLE_MAX_ERROR_RATIO": '{"silver.orders": 0.01}',
+                                  "DMP_RECOMMENDATIONS__ALPHAS": "1, 5"})
+    assert config.recommendations.weights == {"purchase": 2.0, "product_view": 0.5}
+    assert config.gates.max_ratio_for("silver.orders") == 0.01
+    assert config.recommendations.alphas == (1.0, 5.0)

@@ -1,0 +1,337 @@
+"""Recommendations: implicit feedback -> Spark MLlib ALS -> top-N per person, with fallbacks, similar products and
+an evaluation on a time-based hold-out against a popularity baseline.
+
+Feedback is implicit: product views, add-to-carts (silver.events) and purchases (silver.order_items), each weighted
+by config and decayed exponentially with age, up to the end of an as-of day (nothing later is read). ALS works on
+integer ids, so people and products are numbered (alphabetically, so a re-run numbers them the same). A person ALS
+knows nothing about (no interactions) or cannot fill N rows for gets the most popular products of their KMeans
+segment (gold.customer_profile), else of everyone; ``reason`` on each row says which. Already-purchased products
+are never recommended.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from pyspark.ml.evaluation import RankingEvaluator
+from pyspark.ml.recommendation import ALS, ALSModel
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from lib.profiles import day_end, person_events, person_of
+
+PURCHASE = "purchase"
+REASON_ALS = "als"
+REASON_SEGMENT = "segment_popular"
+REASON_POPULAR = "popular"
+# Lower is preferred when a product reaches a person by several routes.
+_PRIORITY = {REASON_ALS: 0, REASON_SEGMENT: 1, REASON_POPULAR: 2}
+USER, ITEM, STRENGTH = "user", "item", "strength"
+RECOMMENDATION_COLUMNS = ["person_id", "rank", "product_id", "score", "reason"]
+# ALS fits one block per task at most; small data in one block avoids shuffling factors between blocks for nothing.
+IDS_PER_BLOCK = 50_000
+
+
+def _decay(ts: Column, as_of: dt.date, half_life_days: float) -> Column:
+    """0.5 ** (age in days / half life), age measured from the end of ``as_of``."""
+    age_days = (F.unix_timestamp(day_end(as_of)) - F.unix_timestamp(ts)) / 86400.0
+    return F.pow(F.lit(0.5), age_days / F.lit(float(half_life_days)))
+
+
+def person_purchases(order_items: DataFrame, identity_map: DataFrame, as_of: dt.date) -> DataFrame:
+    """person_id, product_id, order_ts of every order line up to the end of ``as_of``."""
+    buyers = person_of(identity_map, "customer_id").withColumnRenamed("identifier", "customer_id")
+    return (order_items.filter(F.col("order_ts") < day_end(as_of)).join(buyers, "customer_id")
+            .select("person_id", "product_id", "order_ts"))
+
+
+def purchased(order_items: DataFrame, identity_map: DataFrame, as_of: dt.date) -> DataFrame:
+    """person_id, product_id: each product a person bought up to ``as_of`` (never to be recommended again)."""
+    return person_purchases(order_items, identity_map, as_of).select("person_id", "product_id").distinct()
+
+
+def interactions(events: DataFrame, order_items: DataFrame, identity_map: DataFrame, weights: Mapping[str, float],
+                 half_life_days: float, as_of: dt.date) -> DataFrame:
+    """person_id, product_id, strength: the sum of the weights of a person's views, add-to-carts (event types) and
+    purchases (``weights["purchase"]`` per order line) of a product, each halved every ``half_life_days``."""
+    event_weights = {kind: weight for kind, weight in weights.items() if kind != PURCHASE}
+    weight_of = F.create_map(*itertools.chain.from_iterable((F.lit(k), F.lit(float(v)))
+                                                            for k, v in event_weights.items()))
+    product_events = events.filter(F.col("product_id").isNotNull() & F.col("event_type").isin(list(event_weights)))
+    viewed = person_events(product_events, identity_map, as_of).select(
+        "person_id", "product_id", (weight_of[F.col("event_type")] * _decay(F.col("event_ts"), as_of,
+                                                                            half_life_days)).alias(STRENGTH))
+    bought = person_purchases(order_items, identity_map, as_of).select(
+        "person_id", "product_id",
+        (F.lit(float(weights.get(PURCHASE, 0.0))) * _decay(F.col("order_ts"), as_of, half_life_days)).alias(STRENGTH))
+    return (viewed.unionByName(bought).groupBy("person_id", "product_id").agg(F.sum(STRENGTH).alias(STRENGTH))
+            .filter(F.col(STRENGTH) > 0))
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Train on everything up to ``train_as_of``; ``held_out`` are the products people first bought after it, up to
+    the as-of day (what a recommendation made on ``train_as_of`` should have found)."""
+
+    train_as_of: dt.date
+    held_out: DataFrame  # person_id, product_id
+
+
+def time_split(order_items: DataFrame, identity_map: DataFrame, as_of: dt.date, holdout_days: int) -> TimeSplit:
+    train_as_of = as_of - dt.timedelta(days=holdout_days)
+    later = person_purchases(order_items, identity_map, as_of).filter(F.col("order_ts") >= day_end(train_as_of))
+    held_out = (later.select("person_id", "product_id").distinct()
+                .join(purchased(order_items, identity_map, train_as_of), ["person_id", "product_id"], "left_anti"))
+    return TimeSplit(train_as_of, held_out)
+
+
+def id_index(values: DataFrame, column: str, index_column: str) -> DataFrame:
+    """``column`` -> dense int ``index_column`` in alphabetical order, so a re-run numbers ids the same."""
+    # One partition for the numbering: ids are people or products (millions at most), not interactions.
+    return values.select(column).distinct().withColumn(
+        index_column, (F.row_number().over(Window.orderBy(column)) - 1).cast("int"))
+
+
+@dataclass(frozen=True)
+class AlsParams:
+    rank: int
+    reg_param: float
+    alpha: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"rank": self.rank, "reg_param": self.reg_param, "alpha": self.alpha}
+
+
+def param_grid(ranks: Sequence[int], reg_params: Sequence[float], alphas: Sequence[float]) -> list[AlsParams]:
+    return [AlsParams(r, g, a) for r, g, a in itertools.product(ranks, reg_params, alphas)]
+
+
+def _blocks(ids: int, parallelism: int) -> int:
+    return max(1, min(parallelism, math.ceil(ids / IDS_PER_BLOCK)))
+
+
+def fit_als(ratings: DataFrame, params: AlsParams, seed: int, max_iter: int, checkpoint_dir: str,
+            checkpoint_interval: int = 5) -> ALSModel:
+    """ALS on implicit feedback (``user``, ``item`` ints, ``strength``). The checkpoint directory makes ALS honour
+    ``checkpoint_interval`` (without one it silently skips checkpoints and long lineages overflow the stack);
+    blocks are sized to the data and the machine."""
+    spark = ratings.sparkSession
+    spark.sparkContext.setCheckpointDir(checkpoint_dir)
+    counts = ratings.agg(F.countDistinct(USER).alias("users"), F.countDistinct(ITEM).alias("items")).first()
+    parallelism = spark.sparkContext.defaultParallelism
+    als = ALS(userCol=USER, itemCol=ITEM, ratingCol=STRENGTH, implicitPrefs=True, rank=params.rank,
+              regParam=params.reg_param, alpha=params.alpha, maxIter=max_iter, seed=seed, coldStartStrategy="drop",
+              checkpointInterval=checkpoint_interval, numUserBlocks=_blocks(counts["users"], parallelism),
+              numItemBlocks=_blocks(counts["items"], parallelism))
+    return als.fit(ratings)
+
+
+@dataclass(frozen=True)
+class Indexes:
+    people: DataFrame  # person_id, user
+    products: DataFrame  # product_id, item
+
+    def ratings(self, interactions_df: DataFrame) -> DataFrame:
+        return (interactions_df.join(self.people, "person_id").join(self.products, "product_id")
+                .select(USER, ITEM, STRENGTH))
+
+
+def indexes(interactions_df: DataFrame, catalogue: DataFrame) -> Indexes:
+    """Numbering of the people with interactions and of every product (catalogue and interactions)."""
+    products = catalogue.select("product_id").unionByName(interactions_df.select("product_id"))
+    return Indexes(id_index(interactions_df, "person_id", USER), id_index(products, "product_id", ITEM))
+
+
+def als_candidates(model: ALSModel, idx: Indexes, people: DataFrame, depth: int) -> DataFrame:
+    """person_id, product_id, score, reason: ALS's ``depth`` best products for each of ``people`` it knows, from
+    ``recommendForUserSubset`` (blocked on the executors; no cross join, nothing collected)."""
+    users = people.select("person_id").join(idx.people, "person_id").select(USER)
+    scored = model.recommendForUserSubset(users, depth).select(USER, F.explode("recommendations").alias("r"))
+    return (scored.select(USER, F.col(f"r.{ITEM}").alias(ITEM), F.col("r.rating").cast("double").alias("score"))
+            .join(idx.people, USER).join(idx.products, ITEM)
+            .select("person_id", "product_id", "score", F.lit(REASON_ALS).alias("reason")))
+
+
+def popular_products(interactions_df: DataFrame, depth: int, segments: DataFrame | None = None) -> DataFrame:
+    """product_id, score (summed strength), [segment_id]: the ``depth`` most popular products overall, or per
+    segment of ``segments`` (person_id, segment_id)."""
+    group = ["product_id"]
+    rows = interactions_df
+    if segments is not None:
+        rows, group = rows.join(segments.select("person_id", "segment_id"), "person_id"), ["segment_id", "product_id"]
+    totals = rows.groupBy(*group).agg(F.sum(STRENGTH).alias("score"))
+    order = Window.partitionBy(*group[:-1]).orderBy(F.col("score").desc(), F.col("product_id"))
+    return totals.withColumn("_rank", F.row_number().over(order)).filter(F.col("_rank") <= depth).drop("_rank")
+
+
+def fallback_candidates(people: DataFrame, segment_popular: DataFrame, popular: DataFrame) -> DataFrame:
+    """person_id, product_id, score, reason for ``people`` (person_id, segment_id): their segment's popular
+    products, then everyone's."""
+    by_segment = people.join(segment_popular, "segment_id").select(
+        "person_id", "product_id", "score", F.lit(REASON_SEGMENT).alias("reason"))
+    overall = people.select("person_id").crossJoin(F.broadcast(popular.select("product_id", "score"))).withColumn(
+        "reason", F.lit(REASON_POPULAR))
+    return by_segment.unionByName(overall)
+
+
+def top_n(candidates: DataFrame, bought: DataFrame, n: int) -> DataFrame:
+    """person_id, rank, product_id, score, reason: each person's ``n`` best candidates not yet bought, ALS first,
+    then segment-popular, then popular; within a route by score, ties by product id (a re-run ranks the same)."""
+    priority = F.create_map(*itertools.chain.from_iterable((F.lit(k), F.lit(v)) for k, v in _PRIORITY.items()))
+    unbought = candidates.join(bought, ["person_id", "product_id"], "left_anti").withColumn(
+        "_priority", priority[F.col("reason")])
+    best_route = Window.partitionBy("person_id", "product_id").orderBy("_priority", F.col("score").desc())
+    order = Window.partitionBy("person_id").orderBy("_priority", F.col("score").desc(), "product_id")
+    return (unbought.withColumn("_route", F.row_number().over(best_route)).filter("_route = 1")
+            .withColumn("rank", F.row_number().over(order)).filter(F.col("rank") <= n)
+            .select(*RECOMMENDATION_COLUMNS))
+
+
+def _candidate_depth(bought: DataFrame, n: int) -> int:
+    """Candidates per person so that ``n`` remain after removing what the heaviest buyer already bought."""
+    most = bought.groupBy("person_id").count().agg(F.max("count")).first()[0]
+    return n + (most or 0)
+
+
+def recommend(model: ALSModel | None, idx: Indexes | None, people: DataFrame, interactions_df: DataFrame,
+              bought: DataFrame, n: int) -> DataFrame:
+    """Top ``n`` per person of ``people`` (person_id, segment_id): ALS where it knows the person, topped up (or
+    replaced, for cold-start people) by segment-popular and popular products; nothing already bought."""
+    depth = _candidate_depth(bought, n)
+    popular = popular_products(interactions_df, depth)
+    segment_popular = popular_products(interactions_df, depth, people)
+    if model is None:
+        return top_n(fallback_candidates(people, segment_popular, popular), bought, n)
+    personal = als_candidates(model, idx, people, depth).cache()
+    served = (personal.join(bought, ["person_id", "product_id"], "left_anti").groupBy("person_id")
+              .agg(F.count(F.lit(1)).alias("_served")))
+    short = people.join(served, "person_id", "left").filter(F.coalesce("_served", F.lit(0)) < n).drop("_served")
+    return top_n(personal.unionByName(fallback_candidates(short, segment_popular, popular)), bought, n)
+
+
+def popularity_baseline(people: DataFrame, interactions_df: DataFrame, bought: DataFrame, n: int) -> DataFrame:
+    """Everyone gets the same most popular products (minus what they bought): the baseline ALS must beat."""
+    popular = popular_products(interactions_df, _candidate_depth(bought, n))
+    candidates = people.select("person_id").crossJoin(F.broadcast(popular)).withColumn("reason",
+                                                                                     F.lit(REASON_POPULAR))
+    return top_n(candidates, bought, n)
+
+
+def similar_products(model: ALSModel, idx: Indexes, k: int) -> DataFrame:
+    """product_id, rank, similar_product_id, similarity: each product's ``k`` nearest products by the cosine of
+    their ALS item factors. Pairs are scored by a join of the factor table with itself: fine for catalogues of
+    thousands of products, quadratic beyond."""
+    norm = F.sqrt(F.aggregate(F.col("features"), F.lit(0.0), lambda acc, x: acc + x * x))
+    factors = (model.itemFactors.withColumnRenamed("id", ITEM).join(idx.products, ITEM)
+               .select("product_id", F.transform("features", lambda x: x / norm).alias("unit"))
+               .filter(F.size("unit") > 0)).cache()
+    other = factors.select(F.col("product_id").alias("similar_product_id"), F.col("unit").alias("other_unit"))
+    cosine = F.aggregate(F.zip_with("unit", "other_unit", lambda a, b: a * b), F.lit(0.0), lambda acc, x: acc + x)
+    order = Window.partitionBy("product_id").orderBy(F.col("similarity").desc(), "similar_product_id")
+    return (factors.crossJoin(other).filter(F.col("product_id") != F.col("similar_product_id"))
+            .select("product_id", "similar_product_id", cosine.cast("double").alias("similarity"))
+            .filter(~F.isnan("similarity"))
+            .withColumn("rank", F.row_number().over(order)).filter(F.col("rank") <= k)
+            .select("product_id", "rank", "similar_product_id", "similarity"))
+
+
+RANKING_METRICS = {"precision_at_k": "precisionAtK", "recall_at_k": "recallAtK", "ndcg_at_k": "ndcgAtK",
+                   "map": "meanAveragePrecision"}
+
+
+def ranking_metrics(recommended: DataFrame, held_out: DataFrame, products: DataFrame, k: int,
+                    catalogue_size: int) -> dict[str, float]:
+    """precision@k, recall@k, NDCG@k and MAP over the people with held-out purchases (MLlib's RankingEvaluator;
+    a person without recommendations counts with an empty list), plus catalogue coverage: the share of the
+    catalogue recommended to anyone."""
+    as_double = lambda df: df.join(products, "product_id").withColumn("_item", F.col(ITEM).cast("double"))  # noqa: E731
+    labels = as_double(held_out).groupBy("person_id").agg(F.collect_set("_item").alias("label"))
+    ranked = as_double(recommended).groupBy("person_id").agg(
+        F.transform(F.array_sort(F.collect_list(F.struct("rank", "_item"))), lambda r: r["_item"]).alias("prediction"))
+    scored = (labels.join(ranked, "person_id", "left")
+              .withColumn("prediction", F.coalesce("prediction", F.array().cast("array<double>")))).cache()
+    metrics = {name: RankingEvaluator(metricName=metric, k=k).evaluate(scored)
+               for name, metric in RANKING_METRICS.items()}
+    metrics["coverage"] = recommended.select("product_id").distinct().count() / max(catalogue_size, 1)
+    metrics["people_evaluated"] = float(scored.count())
+    scored.unpersist()
+    return metrics
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    params: AlsParams
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ModelSearch:
+    chosen: AlsParams
+    candidates: list[Evaluation]
+    baseline: dict[str, float]
+    split: TimeSplit
+
+    @property
+    def best(self) -> Evaluation:
+        return next((e for e in self.candidates if e.params == self.chosen), Evaluation(self.chosen, {}))
+
+
+def search_params(train: DataFrame, split: TimeSplit, people: DataFrame, catalogue: DataFrame, bought: DataFrame,
+                  grid: Sequence[AlsParams], n: int, seed: int, max_iter: int, checkpoint_dir: str,
+                  checkpoint_interval: int = 5) -> ModelSearch:
+    """Fit each of ``grid`` on ``train`` (interactions up to ``split.train_as_of``), recommend to the people with
+    held-out purchases, and choose the parameters with the best NDCG@n (ties: first in the grid). The popularity
+    baseline is measured on the same people. Without any held-out purchase nothing is fitted or measured."""
+    evaluated = split.held_out.join(people, "person_id", "left_semi").cache()
+    if evaluated.isEmpty():
+        # Nobody bought anything new in the hold-out days (or the catalogue has nothing new to buy): nothing to
+        # judge the grid on, so its first point is used unmeasured.
+        evaluated.unpersist()
+        return ModelSearch(grid[0], [], {}, split)
+    idx = indexes(train, catalogue)
+    ratings = idx.ratings(train).cache()
+    judged = people.join(evaluated.select("person_id").distinct(), "person_id", "left_semi").cache()
+    catalogue_size = idx.products.count()
+    measure = lambda recs: ranking_metrics(recs, evaluated, idx.products, n, catalogue_size)  # noqa: E731
+    candidates = []
+    for params in grid:
+        model = fit_als(ratings, params, seed, max_iter, checkpoint_dir, checkpoint_interval)
+        candidates.append(Evaluation(params, measure(recommend(model, idx, judged, train, bought, n))))
+    baseline = measure(popularity_baseline(judged, train, bought, n))
+    best = max(candidates, key=lambda e: (e.metrics["ndcg_at_k"], -candidates.index(e)))
+    for cached in (ratings, evaluated, judged):
+        cached.unpersist()
+    return ModelSearch(best.params, candidates, baseline, split)
+
+
+CHECK_COLUMNS = ["_rank_gap", "_rank_beyond_top_n", "_rows_per_person_product", "_already_purchased",
+                 "_score_finite"]
+
+
+def recommendations_with_checks(recommended: DataFrame, bought: DataFrame, n: int) -> DataFrame:
+    """``recommended`` plus the columns its gate checks: ranks 1..n without gaps, one row per person and product,
+    nothing already bought, finite scores."""
+    person = Window.partitionBy("person_id")
+    bought_flag = bought.select("person_id", "product_id", F.lit(True).alias("_already_purchased"))
+    return (recommended
+            .withColumn("_rank_gap", F.max("rank").over(person) - F.count(F.lit(1)).over(person))
+            .withColumn("_rank_beyond_top_n", F.col("rank") > n)
+            .withColumn("_rows_per_person_product",
+                        F.count(F.lit(1)).over(Window.partitionBy("person_id", "product_id")))
+            .join(bought_flag, ["person_id", "product_id"], "left")
+            .withColumn("_already_purchased", F.coalesce("_already_purchased", F.lit(False)))
+            .withColumn("_score_finite", F.col("score").isNotNull() & ~F.isnan("score")
+                        & (F.abs("score") < F.lit(float("inf")))))
+
+
+SIMILAR_CHECK_COLUMNS = ["_rows_per_pair", "_same_product"]
+
+
+def similar_products_with_checks(similar: DataFrame) -> DataFrame:
+    return (similar.withColumn("_rows_per_pair",
+                               F.count(F.lit(1)).over(Window.partitionBy("product_id", "similar_product_id")))
+            .withColumn("_same_product", F.col("product_id") == F.col("similar_product_id")))
