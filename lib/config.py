@@ -126,6 +126,12 @@ class PatternSettings:
 
 
 @dataclass(frozen=True)
+class AudienceSettings:
+    # A YAML file or a folder of *.yaml audience definitions; empty: the project's audiences/ folder.
+    definitions: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     landing_root: str = "data/landing"
     lakehouse_root: str = "data/lakehouse"
@@ -138,6 +144,7 @@ class Config:
     profiles: ProfileSettings = field(default_factory=ProfileSettings)
     segments: SegmentSettings = field(default_factory=SegmentSettings)
     patterns: PatternSettings = field(default_factory=PatternSettings)
+    audiences: AudienceSettings = field(default_factory=AudienceSettings)
 
     def table_path(self, table: str) -> str:
         """``silver.orders`` -> ``<lakehouse_root>/silver/orders``."""
