@@ -492,8 +492,8 @@ def gold_audiences(ctx: JobContext, only: Sequence[str] | None = None) -> None:
         audiences.person_email_hashes(read("silver.customers"), read("silver.identity_map")),
     ).cache()
     sizes = {row["audience"]: row for row in candidates.groupBy("audience").agg(
-        F.count(F.lit(1)).alias("matched"), F.count(F.when("consented", 1)).alias("consented"),
-        F.count(F.when("reachable", 1)).alias("members")).collect()}
+        F.count(F.lit(1)).alias("matched"), F.count(F.when(F.col("consented"), 1)).alias("consented"),
+        F.count(F.when(F.col("reachable"), 1)).alias("members")).collect()}
     accounting = ctx.accounting("gold.audiences")
     for name in names:
         size = sizes.get(name, {"matched": 0, "consented": 0, "members": 0})

@@ -190,3 +190,4 @@ def test_cli_lists_audiences_and_refuses_a_bad_file_before_starting_spark(tmp_pa
     refused = CliRunner().invoke(app, ["audience", "build"])
     assert refused.exit_code == 2
     assert "unknown channel 'fax'" in refused.output
+
