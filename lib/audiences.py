@@ -31,7 +31,7 @@ from lib.profiles import person_of
 
 DEFAULT_DEFINITIONS = PROJECT_ROOT / "audiences"
 PROFILE_TABLE = "gold.customer_profile"
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 class AudienceError(ValueError):
@@ -110,7 +110,7 @@ def load_audiences(path: Path, only: Sequence[str] | None = None) -> list[Audien
         if unknown:
             raise AudienceError(f"unknown audience(s) {', '.join(map(repr, unknown))}; defined: "
                                 f"{', '.join(sorted(audiences))}")
-        return [audiences[name] for name in only]
+        return [audiences[name] for name in dict.fromkeys(only)]
     return list(audiences.values())
 
 
@@ -123,7 +123,7 @@ def _audience(entry: Any, where: str) -> Audience:
     if unknown_keys:
         raise AudienceError(f"{label}: unknown key(s) {', '.join(unknown_keys)}; allowed: name, channel, "
                             f"description, filter")
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise AudienceError(f"{label}: name {name!r} must be lower-case letters, digits and underscores, starting "
                             f"with a letter (it names the export folder)")
     channel = entry.get("channel")

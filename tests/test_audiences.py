@@ -137,6 +137,7 @@ def _definitions(tmp_path, entries, name="audiences.yaml"):
      "audience 'sms_blast' (audiences.yaml entry 1): unknown channel 'sms'; allowed: email, ads"),
     ({"name": "../../etc", "channel": "email", "filter": {"column": "clv", "gt": 1}},
      "name '../../etc' must be lower-case letters, digits and underscores"),
+    ({"name": "vip\n", "channel": "ads", "filter": {"column": "clv", "gt": 1}}, "name 'vip\\n' must be"),
     ({"name": "no_filter", "channel": "ads"}, "audience 'no_filter' (audiences.yaml entry 1): has no filter"),
     ({"name": "typo", "channel": "ads", "filters": {}}, "unknown key(s) filters"),
 ])
@@ -150,7 +151,7 @@ def test_audience_names_are_unique_across_files_and_only_picks_defined_ones(tmp_
     entry = {"name": "vip", "channel": "ads", "filter": {"column": "clv", "gt": 100}}
     _definitions(tmp_path, [entry], "a.yaml")
     _definitions(tmp_path, [{**entry, "name": "buyers"}], "b.yaml")
-    assert [a.name for a in load_audiences(tmp_path, only=["vip"])] == ["vip"]
+    assert [a.name for a in load_audiences(tmp_path, only=["vip", "vip"])] == ["vip"]
     with pytest.raises(AudienceError, match="unknown audience\\(s\\) 'viip'; defined: buyers, vip"):
         load_audiences(tmp_path, only=["viip"])
     _definitions(tmp_path, [entry], "c.yaml")
