@@ -439,3 +439,81 @@ def run_submitted_job(job: str | None) -> None:
     except ConfigError as error:
         console.print(f"[red]config error:[/red] {error}")
         sys.exit(2)
+
+
+audience_app = typer.Typer(
+    help="Audiences: named filters over gold.customer_profile (audiences/*.yaml, or [audiences] definitions in the "
+    "config), built into gold.audiences and activation files of consenting people.",
+    no_args_is_help=True,
+)
+app.add_typer(audience_app, name="audience")
+
+
+def _audience_definitions(only: list[str] | None = None, path: Path | None = None):
+    from lib.audiences import AudienceError, definitions_path, load_audiences
+
+    try:
+        return load_audiences(path or definitions_path(_config()), only)
+    except AudienceError as error:
+        console.print(f"[red]invalid audience definitions:[/red] {escape(str(error))}")
+        raise typer.Exit(2) from error
+
+
+@audience_app.command("list")
+def audience_list() -> None:
+    """List the defined audiences: channel, description and filter."""
+    import json
+
+    table = Table("audience", "channel", "description", "filter")
+    for audience in _audience_definitions():
+        table.add_row(audience.name, audience.channel, audience.description,
+                      escape(json.dumps(audience.filter, default=str)))
+    console.print(table)
+
+
+@audience_app.command("validate")
+def audience_validate(
+    path: Annotated[Optional[Path], typer.Argument(help="A YAML file or folder (default: the configured one).")] = None,
+) -> None:
+    """Check every definition against the schema of gold.customer_profile (columns, operators, value types)."""
+    from lib import io
+    from lib.audiences import PROFILE_TABLE, audience_problems
+    from lib.spark import spark_session
+
+    definitions = _audience_definitions(path=path)
+    spark = spark_session(_config())
+    try:
+        problems = audience_problems(definitions, io.read_table(spark, _config(), PROFILE_TABLE).schema)
+    except io.TableNotFound as error:
+        console.print(f"[red]{escape(str(error))}[/red]")
+        raise typer.Exit(1) from error
+    for problem in problems:
+        console.print(f"[red]invalid:[/red] {escape(problem)}")
+    if problems:
+        raise typer.Exit(2)
+    console.print(f"{len(definitions)} audience(s) valid against {PROFILE_TABLE}: "
+                  f"{', '.join(a.name for a in definitions)}")
+
+
+@audience_app.command("build")
+def audience_build(
+    only: Annotated[
+        Optional[list[str]], typer.Option("--only", help="Build just these audiences (repeatable).")
+    ] = None,
+) -> None:
+    """Build gold.audiences and the activation files (always runs, so edited definitions take effect)."""
+    from functools import partial
+
+    from lib.jobs import PIPELINE, gold_audiences
+    from lib.runner import new_run_id, run_job
+    from lib.spark import spark_session
+
+    _audience_definitions(only)
+    job = PIPELINE["gold_audiences"]
+    with console.status("starting Spark ..."):
+        spark = spark_session(_config())
+    with console.status("building audiences ..."):
+        run = run_job(job.name, partial(gold_audiences, only=only), spark, _config(), new_run_id(), reads=job.reads)
+    console.print(summary_table([run]))
+    if not run.ok:
+        raise typer.Exit(1)

@@ -158,6 +158,12 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
+class AudienceSettings:
+    # A YAML file or a folder of *.yaml audience definitions; empty: the project's audiences/ folder.
+    definitions: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     landing_root: str = "data/landing"
     lakehouse_root: str = "data/lakehouse"
@@ -172,6 +178,7 @@ class Config:
     patterns: PatternSettings = field(default_factory=PatternSettings)
     recommendations: RecommendationSettings = field(default_factory=RecommendationSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    audiences: AudienceSettings = field(default_factory=AudienceSettings)
 
     def table_path(self, table: str) -> str:
         """``silver.orders`` -> ``<lakehouse_root>/silver/orders``."""

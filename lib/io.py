@@ -234,3 +234,27 @@ def save_model(model: PipelineModel, path: str) -> None:
 def load_model(path: str) -> PipelineModel:
     return PipelineModel.load(path)
 
+
+
+def export_files(df: DataFrame, folder: str, formats: Sequence[str] = ("csv", "parquet")) -> None:
+    """Replace ``<folder>/<format>/`` with ``df`` as one file per format (CSV with a header): activation files
+    for tools outside Spark, rewritten whole on every export."""
+    for file_format in formats:
+        writer = df.coalesce(1).write.mode("overwrite")
+        (writer.option("header", "true") if file_format == "csv" else writer).format(file_format).save(
+            f"{folder.rstrip('/')}/{file_format}")
+
+
+def subfolders(spark: SparkSession, folder: str) -> list[str]:
+    """Names of the folders directly inside ``folder`` (none when it does not exist), on any Hadoop filesystem."""
+    jvm_path = spark._jvm.org.apache.hadoop.fs.Path(folder)
+    fs = jvm_path.getFileSystem(spark._jsc.hadoopConfiguration())
+    if not fs.exists(jvm_path):
+        return []
+    return sorted(status.getPath().getName() for status in fs.listStatus(jvm_path) if status.isDirectory())
+
+
+def delete_path(spark: SparkSession, path: str) -> None:
+    """Delete a file or folder recursively, on any Hadoop filesystem."""
+    jvm_path = spark._jvm.org.apache.hadoop.fs.Path(path)
+    jvm_path.getFileSystem(spark._jsc.hadoopConfiguration()).delete(jvm_path, True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from py4j.protocol import Py4JJavaError
@@ -12,7 +12,7 @@ from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lib import clv, customers, events, identity, io, orders, patterns, profiles, recommend, segments, silver
+from lib import audiences, clv, customers, events, identity, io, orders, patterns, profiles, recommend, segments, silver
 from lib.bronze import bronze_records, read_landing_stream
 from lib.events import SET_ASIDE
 from lib.pii import pii_key
@@ -551,6 +551,42 @@ def gold_recommendations(ctx: JobContext) -> None:
         cached.unpersist()
 
 
+def gold_audiences(ctx: JobContext, only: Sequence[str] | None = None) -> None:
+    """gold.customer_profile -> audience filters + channel consent -> gate -> gold.audiences and activation files."""
+    read = lambda table: io.read_table(ctx.spark, ctx.config, table)  # noqa: E731
+    definitions = audiences.load_audiences(audiences.definitions_path(ctx.config), only)
+    names = [audience.name for audience in definitions]
+    candidates = audiences.audience_candidates(
+        read("gold.customer_profile"), definitions,
+        audiences.person_email_hashes(read("silver.customers"), read("silver.identity_map")),
+    ).cache()
+    sizes = {row["audience"]: row for row in candidates.groupBy("audience").agg(
+        F.count(F.lit(1)).alias("matched"), F.count(F.when(F.col("consented"), 1)).alias("consented"),
+        F.count(F.when(F.col("reachable"), 1)).alias("members")).collect()}
+    accounting = ctx.accounting("gold.audiences")
+    for name in names:
+        size = sizes.get(name, {"matched": 0, "consented": 0, "members": 0})
+        accounting.add(rows_in=size["members"], matched=size["matched"],
+                       without_consent=size["matched"] - size["consented"],
+                       without_contact=size["consented"] - size["members"], **{f"{name}_members": size["members"]})
+    members = candidates.filter("reachable").drop("consented", "reachable")
+    key = ["audience", "person_id"]
+    gate = ctx.gate(members, "gold.audiences", key, quarantine="quarantine.audiences")
+    accounting.add(quarantined=gate.rows_failed, published=gate.rows_checked - gate.rows_failed)
+    published = gate.passed_rows.cache()
+    # People who left an audience (or audiences no longer defined, on a full build) are deleted.
+    io.merge_upsert(ctx.spark, published.select(*audiences.MEMBER_COLUMNS), ctx.config, "gold.audiences", key,
+                    delete_missing=F.col("t.audience").isin(names) if only else True)
+    exports = audiences.exports_root(ctx.config)
+    for audience in definitions:
+        io.export_files(audiences.activation_rows(published, audience), f"{exports}/{audience.name}")
+    if not only:
+        for stale in set(io.subfolders(ctx.spark, exports)) - set(names):
+            io.delete_path(ctx.spark, f"{exports}/{stale}")
+    published.unpersist()
+    candidates.unpersist()
+
+
 @dataclass(frozen=True)
 class Job:
     name: str
@@ -606,5 +642,8 @@ PIPELINE: dict[str, Job] = {
             reads=("silver.events", "silver.order_items", "silver.identity_map", "silver.products",
                    "gold.customer_profile"),
             writes=("gold.recommendations", "gold.similar_products"), trains_models=True),
+        Job("gold_audiences", gold_audiences,
+            depends_on=("gold_customer_profile", "silver_customers", "silver_identity"),
+            reads=("gold.customer_profile", "silver.customers", "silver.identity_map"), writes=("gold.audiences",)),
     ]
 }
