@@ -525,8 +525,8 @@ def gold_recommendations(ctx: JobContext) -> None:
                 "weights": settings.weights, "seed": settings.seed, "max_iter": settings.max_iter},
         metrics=metrics)
     if not search.candidates:
-        log.warning("gold_recommendations: no first purchases in the %s hold-out days, parameters %s unmeasured",
-                    settings.holdout_days, search.chosen)
+        log.warning("gold_recommendations: no interactions before or no first purchases in the %s hold-out days; "
+                    "parameters %s unmeasured", settings.holdout_days, search.chosen)
     log.info("gold_recommendations: chose %s; %s", search.chosen,
              ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     # ops.job_runs details hold whole numbers: the hold-out metrics as parts per ten thousand.

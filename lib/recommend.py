@@ -285,11 +285,12 @@ def search_params(train: DataFrame, split: TimeSplit, people: DataFrame, catalog
                   checkpoint_interval: int = 5) -> ModelSearch:
     """Fit each of ``grid`` on ``train`` (interactions up to ``split.train_as_of``), recommend to the people with
     held-out purchases, and choose the parameters with the best NDCG@n (ties: first in the grid). The popularity
-    baseline is measured on the same people. Without any held-out purchase nothing is fitted or measured."""
+    baseline is measured on the same people. Without any held-out purchase, or without any interaction before the
+    hold-out (data shorter than the hold-out), nothing is fitted or measured."""
     evaluated = split.held_out.join(people, "person_id", "left_semi").cache()
-    if evaluated.isEmpty():
-        # Nobody bought anything new in the hold-out days (or the catalogue has nothing new to buy): nothing to
-        # judge the grid on, so its first point is used unmeasured.
+    if evaluated.isEmpty() or train.isEmpty():
+        # Nobody bought anything new in the hold-out days, or nothing happened before them: nothing to judge the
+        # grid on, so its first point is used unmeasured.
         evaluated.unpersist()
         return ModelSearch(grid[0], [], {}, split)
     idx = indexes(train, catalogue)
