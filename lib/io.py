@@ -147,6 +147,9 @@ def merge_upsert(
         writer.save(path)
     target = DeltaTable.forPath(spark, path)
     before = table_version(spark, config, table)
+    # Counted before the MERGE: afterwards the source's lineage may no longer evaluate (a re-run's recommendations
+    # crashed when counted after a MERGE that changed nothing).
+    source_rows = df.count()
     on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     if newer_than:
         changed = f"s.`{newer_than}` > t.`{newer_than}`"
@@ -168,7 +171,7 @@ def merge_upsert(
     if last["version"] == before:
         # Delta commits nothing for a MERGE that changes nothing (e.g. an empty source): the newest entry's metrics
         # would be another operation's.
-        return {"numSourceRows": df.count()}
+        return {"numSourceRows": source_rows}
     return {k: int(v) for k, v in (last["operationMetrics"] or {}).items() if v.isdigit()}
 
 
