@@ -7,10 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from lib.config import Config, GateSettings, SparkSettings
+from lib.config import Config, GateSettings, RecommendationSettings, SparkSettings
+from lib.generate import DirtRates, GeneratorSettings, generate
+from lib.pipeline import run_pipeline
 from lib.spark import spark_session
 
-TEST_SPARK = SparkSettings(master="local[2]", shuffle_partitions=2, driver_memory="2g")
+TEST_SPARK = SparkSettings(master="local[2]", shuffle_partitions=2)
+# One ALS grid point: tests that run the whole pipeline check recommendations exist, not the search, which
+# tests/test_recommend.py covers on its own grid.
+TEST_RECOMMENDATIONS = RecommendationSettings(ranks=(10,), alphas=(10.0,))
+# Dirt rates high enough that every kind appears several times in the small end-to-end sample.
+E2E_RATES = DirtRates(exact_duplicate=0.03, resent_newer=0.03, null_required=0.02, malformed_json=0.02,
+                      wrong_type=0.02, negative_price=0.02, future_timestamp=0.02, unknown_customer=0.02)
 
 
 def make_config(root: Path, landing: Path | None = None, **gates) -> Config:
@@ -18,6 +26,7 @@ def make_config(root: Path, landing: Path | None = None, **gates) -> Config:
         landing_root=str(landing or root / "landing"),
         lakehouse_root=str(root / "lakehouse"),
         spark=TEST_SPARK,
+        recommendations=TEST_RECOMMENDATIONS,
         gates=dataclasses.replace(GateSettings(), **gates),
     )
 
@@ -35,3 +44,20 @@ def late_customer_lakehouse(spark, tmp_path_factory):
     from tests.late_customer import build
 
     return build(tmp_path_factory.mktemp("late_customer"))
+
+
+@pytest.fixture(scope="session")
+def e2e_landing(tmp_path_factory) -> Path:
+    """Generated landing files: 120 customers over 6 days with every kind of dirt."""
+    root = tmp_path_factory.mktemp("e2e_landing")
+    generate(root, GeneratorSettings(customers=120, days=6, seed=11, products=40, rates=E2E_RATES))
+    return root
+
+
+@pytest.fixture(scope="session")
+def e2e_run(spark, e2e_landing, tmp_path_factory):
+    """One whole-pipeline run over ``e2e_landing``, shared read-only: (config, {table: TableRun}, [JobRun]).
+    A test that changes tables copies ``config.lakehouse_root`` first."""
+    config = make_config(tmp_path_factory.mktemp("e2e_run"), e2e_landing, max_error_ratio=0.3)
+    runs = run_pipeline(spark, config)
+    return config, {t.table: t for run in runs for t in run.tables}, runs

@@ -117,7 +117,9 @@ def test_whole_pipeline_submitted_to_a_standalone_cluster_publishes_every_table(
     generate(landing, GeneratorSettings(customers=60, days=3, seed=3, products=30))
     env = {**cluster_env(), "DMP_LANDING_ROOT": str(landing), "DMP_LAKEHOUSE_ROOT": str(lake),
            # A few hundred rows: one shuffle partition, not one per task slot of a bigger machine.
-           "DMP_SPARK__SHUFFLE_PARTITIONS": "1"}
+           "DMP_SPARK__SHUFFLE_PARTITIONS": "1",
+           # One ALS grid point, as in every whole-pipeline test (tests/conftest.py).
+           "DMP_RECOMMENDATIONS__RANKS": "10", "DMP_RECOMMENDATIONS__ALPHAS": "10"}
 
     done = subprocess.run([str(ROOT / "spark-submit.sh"), "pipeline", "--master", cluster.master_url, *RESOURCES],
                           env=env, capture_output=True, text=True, timeout=800)

@@ -18,7 +18,7 @@ from lib.config import ScheduleSettings
 from lib.generate import GeneratorSettings, copy_landing_days, generate
 from lib.jobs import PIPELINE
 from lib.pipeline import dependency_order, downstream, not_due, run_pipeline, selected_jobs
-from lib.runner import JobRun, LastSuccess, TableRun
+from lib.runner import JobRun, LastSuccess, TableRun, new_run_id, run_job
 from tests.conftest import make_config
 
 # The jobs an order needs on its way to gold; enough to show skipping without running the whole graph.
@@ -175,3 +175,18 @@ def test_a_model_job_inside_its_cadence_is_skipped_as_not_due_unless_forced(spar
     assert (rerun.status, rerun.ok) == ("skipped", True)
     assert rerun.skip_reason.startswith("not due: models retrain every 7 days")
     assert run_pipeline(spark, lakehouse, ["gold_patterns"])[0].skip_reason == "up to date"
+
+
+def test_a_crashed_job_leaves_nothing_cached_and_what_was_cached_before_stays(spark, tmp_path):
+    kept = spark.range(10).cache()
+    kept.count()
+    persisted_before = set(spark.sparkContext._jsc.getPersistentRDDs().keySet())
+
+    def crashes_after_caching(ctx):
+        ctx.spark.range(100).cache().count()
+        raise RuntimeError("boom")
+
+    run = run_job("crashes_after_caching", crashes_after_caching, spark, make_config(tmp_path), new_run_id())
+    assert run.status == "failed" and "boom" in run.error
+    assert set(spark.sparkContext._jsc.getPersistentRDDs().keySet()) == persisted_before and kept.is_cached
+    kept.unpersist()

@@ -11,7 +11,6 @@ import pytest
 from pyspark.sql import functions as F
 
 from lib import io
-from lib.generate import DirtRates, GeneratorSettings, generate
 from lib.orders import REVENUE_STATUSES
 from lib.pipeline import run_pipeline
 from tests.conftest import make_config
@@ -29,25 +28,6 @@ QUARANTINE_RULE = {
 }
 # The jobs an order needs on its way to gold.
 ORDER_JOBS = ["bronze", "silver_customers", "silver_products", "silver_orders", "gold_daily_revenue"]
-# Dirt rates high enough that every kind appears several times in a small sample.
-RATES = DirtRates(exact_duplicate=0.03, resent_newer=0.03, null_required=0.02, malformed_json=0.02, wrong_type=0.02,
-                  negative_price=0.02, future_timestamp=0.02, unknown_customer=0.02)
-
-
-@pytest.fixture(scope="module")
-def landing(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("landing")
-    generate(root, GeneratorSettings(customers=120, days=6, seed=11, products=40, rates=RATES))
-    return root
-
-
-@pytest.fixture(scope="module")
-def first_run(spark, landing, tmp_path_factory):
-    config = make_config(tmp_path_factory.mktemp("run"), landing, max_error_ratio=0.3)
-    runs = run_pipeline(spark, config)
-    return config, {t.table: t for run in runs for t in run.tables}, runs
-
-
 def dirty_orders(landing: Path) -> list[dict]:
     with (landing / "ground_truth" / "dirt_records.csv").open() as handle:
         return [row for row in csv.DictReader(handle) if row["source"] == "orders"]
@@ -57,8 +37,8 @@ def order_kinds(landing: Path) -> dict[str, int]:
     return json.loads((landing / "ground_truth" / "dirt.json").read_text())["sources"]["orders"]["kinds"]
 
 
-def test_pipeline_succeeds_and_every_table_balances(first_run):
-    _, tables, runs = first_run
+def test_pipeline_succeeds_and_every_table_balances(e2e_run):
+    _, tables, runs = e2e_run
     assert [r.status for r in runs] == ["succeeded"] * len(runs), [r.error for r in runs]
     for name in ("bronze.orders", "silver.orders", "silver.order_items", "gold.daily_revenue"):
         t = tables[name]
@@ -66,37 +46,37 @@ def test_pipeline_succeeds_and_every_table_balances(first_run):
         assert t.rows_in == t.published + t.quarantined + t.deduplicated, name
 
 
-def test_bronze_keeps_every_landed_line(spark, first_run, landing):
-    config, tables, _ = first_run
-    truth = json.loads((landing / "ground_truth" / "dirt.json").read_text())["sources"]["orders"]
+def test_bronze_keeps_every_landed_line(spark, e2e_run, e2e_landing):
+    config, tables, _ = e2e_run
+    truth = json.loads((e2e_landing / "ground_truth" / "dirt.json").read_text())["sources"]["orders"]
     assert tables["bronze.orders"].rows_in == truth["rows_written"]
     assert io.read_table(spark, config, "bronze.orders").count() == truth["rows_written"]
 
 
-def test_every_injected_order_fault_is_quarantined_under_its_rule(spark, first_run, landing):
-    config, tables, _ = first_run
+def test_every_injected_order_fault_is_quarantined_under_its_rule(spark, e2e_run, e2e_landing):
+    config, tables, _ = e2e_run
     quarantine = io.read_table(spark, config, "quarantine.orders").select("value", "order_id", "_failed_rules")
     rows = quarantine.collect()
-    for record in dirty_orders(landing):
+    for record in dirty_orders(e2e_landing):
         rule = QUARANTINE_RULE.get(record["kind"])
         if rule is None:
             continue
         hits = [r for r in rows if r["order_id"] == record["key"] or f'"{record["key"]}"' in r["value"]]
         assert any(rule in r["_failed_rules"] for r in hits), f"{record} not quarantined under {rule}: {hits}"
-    kinds = order_kinds(landing)
+    kinds = order_kinds(e2e_landing)
     assert tables["silver.orders"].quarantined == sum(kinds[k] for k in QUARANTINE_RULE)
 
 
-def test_duplicates_and_resends_are_counted_as_deduplicated_not_published(spark, first_run, landing):
-    config, tables, _ = first_run
-    kinds = order_kinds(landing)
+def test_duplicates_and_resends_are_counted_as_deduplicated_not_published(spark, e2e_run, e2e_landing):
+    config, tables, _ = e2e_run
+    kinds = order_kinds(e2e_landing)
     silver = tables["silver.orders"]
     assert silver.details["exact_duplicates"] == kinds["exact_duplicate"]
     assert silver.details["superseded"] == kinds["resent_newer"]
     assert silver.deduplicated == kinds["exact_duplicate"] + kinds["resent_newer"]
     published = io.read_table(spark, config, "silver.orders")
     assert published.count() == published.select("order_id").distinct().count() == silver.published
-    superseded = [r["key"] for r in dirty_orders(landing) if r["kind"] == "resent_newer"]
+    superseded = [r["key"] for r in dirty_orders(e2e_landing) if r["kind"] == "resent_newer"]
     # The older version lost: what was published is the newest updated_at seen for that order.
     bronze_versions = (
         io.read_table(spark, config, "bronze.orders")
@@ -109,9 +89,9 @@ def test_duplicates_and_resends_are_counted_as_deduplicated_not_published(spark,
     assert stale == 0
 
 
-def test_malformed_json_line_is_kept_in_bronze_as_text_and_quarantined(spark, first_run, landing):
-    config, _, _ = first_run
-    malformed = [r["key"] for r in dirty_orders(landing) if r["kind"] == "malformed_json"]
+def test_malformed_json_line_is_kept_in_bronze_as_text_and_quarantined(spark, e2e_run, e2e_landing):
+    config, _, _ = e2e_run
+    malformed = [r["key"] for r in dirty_orders(e2e_landing) if r["kind"] == "malformed_json"]
     assert malformed
     bronze = io.read_table(spark, config, "bronze.orders").filter("_parse_error IS NOT NULL").collect()
     assert sorted(k for k in malformed if any(f'"{k}"' in r["value"] for r in bronze)) == sorted(malformed)
@@ -120,27 +100,27 @@ def test_malformed_json_line_is_kept_in_bronze_as_text_and_quarantined(spark, fi
     assert quarantined == len(malformed)
 
 
-def test_gold_daily_revenue_matches_silver_orders(spark, first_run):
-    config, _, _ = first_run
+def test_gold_daily_revenue_matches_silver_orders(spark, e2e_run):
+    config, _, _ = e2e_run
     gold = io.read_table(spark, config, "gold.daily_revenue")
     silver = io.read_table(spark, config, "silver.orders").filter(F.col("status").isin(*REVENUE_STATUSES))
     assert gold.agg(F.sum("revenue")).first()[0] == silver.agg(F.sum("total_amount")).first()[0]
     assert gold.agg(F.sum("orders")).first()[0] == silver.count()
 
 
-def test_ops_tables_record_the_run_and_every_expectation(spark, first_run, landing):
-    config, tables, runs = first_run
+def test_ops_tables_record_the_run_and_every_expectation(spark, e2e_run, e2e_landing):
+    config, tables, runs = e2e_run
     job_runs = io.read_table(spark, config, "ops.job_runs").filter(F.col("run_id") == runs[0].run_id)
     assert job_runs.filter("status = 'succeeded' AND balanced").count() == len(tables)
     results = io.read_table(spark, config, "ops.quality_results").filter("table_name = 'silver.orders'")
     failed_rules = {r["rule"] for r in results.filter("NOT success").collect()}
-    injected = {QUARANTINE_RULE[kind] for kind, count in order_kinds(landing).items()
+    injected = {QUARANTINE_RULE[kind] for kind, count in order_kinds(e2e_landing).items()
                 if count and kind in QUARANTINE_RULE}
     assert injected and injected <= failed_rules
 
 
-def test_second_run_on_same_landing_changes_no_table(spark, first_run):
-    config, _, _ = first_run
+def test_second_run_on_same_landing_changes_no_table(spark, e2e_run):
+    config, _, _ = e2e_run
     tables = ["bronze.orders", "silver.orders", "silver.order_items", "gold.daily_revenue", "quarantine.orders"]
     before = {t: io.read_table(spark, config, t).drop("_run_id", "_quarantined_at").collect() for t in tables}
     versions = {t: io.table_version(spark, config, t) for t in ("bronze.orders", "silver.orders")}
@@ -156,9 +136,9 @@ def test_second_run_on_same_landing_changes_no_table(spark, first_run):
     assert {t: io.table_version(spark, config, t) for t in versions} == versions
 
 
-def test_gate_over_threshold_fails_the_job_and_leaves_silver_unchanged(spark, landing, tmp_path):
+def test_gate_over_threshold_fails_the_job_and_leaves_silver_unchanged(spark, e2e_landing, tmp_path):
     first_day = tmp_path / "landing"
-    for folder in landing.iterdir():
+    for folder in e2e_landing.iterdir():
         if folder.name != "ground_truth":
             (first_day / folder.name).mkdir(parents=True)
             shutil.copy(sorted(folder.iterdir())[0], first_day / folder.name)
@@ -187,31 +167,31 @@ def source_kinds(landing: Path, source: str) -> dict[str, int]:
     return json.loads((landing / "ground_truth" / "dirt.json").read_text())["sources"][source]["kinds"]
 
 
-def test_customer_dirt_is_deduplicated_quarantined_or_standardised(spark, first_run, landing):
-    config, tables, _ = first_run
-    kinds = source_kinds(landing, "customers")
+def test_customer_dirt_is_deduplicated_quarantined_or_standardised(spark, e2e_run, e2e_landing):
+    config, tables, _ = e2e_run
+    kinds = source_kinds(e2e_landing, "customers")
     customers = tables["silver.customers"]
     assert customers.details["exact_duplicates"] == kinds["exact_duplicate"]
     assert customers.details["superseded"] == kinds["resent_newer"]
     assert customers.quarantined == kinds["null_required"]
     quarantined = io.read_table(spark, config, "quarantine.customers")
     assert quarantined.filter(F.array_contains("_failed_rules", "has_email")).count() == kinds["null_required"]
-    mixed = [r["key"] for r in csv.DictReader((landing / "ground_truth" / "dirt_records.csv").open())
+    mixed = [r["key"] for r in csv.DictReader((e2e_landing / "ground_truth" / "dirt_records.csv").open())
              if r["kind"] == "mixed_case_email"]
     emails = io.read_table(spark, config, "silver.customer_pii").filter(F.col("customer_id").isin(mixed))
     assert emails.count() == len(mixed)
     assert emails.filter(F.col("email") != F.lower(F.trim("email"))).count() == 0
 
 
-def test_products_and_campaigns_reach_silver(spark, first_run):
-    config, tables, _ = first_run
+def test_products_and_campaigns_reach_silver(spark, e2e_run):
+    config, tables, _ = e2e_run
     for table in ("silver.products", "silver.campaigns"):
         assert tables[table].published > 0 and tables[table].balanced
         assert io.read_table(spark, config, table).count() == tables[table].published
 
 
-def test_no_raw_email_or_phone_outside_the_pii_table(spark, first_run):
-    config, _, _ = first_run
+def test_no_raw_email_or_phone_outside_the_pii_table(spark, e2e_run):
+    config, _, _ = e2e_run
     pii = io.read_table(spark, config, "silver.customer_pii")
     secrets = {r[c] for r in pii.select("email", "phone").collect() for c in ("email", "phone") if r[c]}
     assert secrets
@@ -233,9 +213,9 @@ EVENT_RULES = {"malformed_json": "parses", "null_required": "has_event_type",
                "future_timestamp": "event_ts_not_in_future"}
 
 
-def test_event_dirt_and_bot_traffic_are_accounted_for(spark, first_run, landing):
-    config, tables, _ = first_run
-    kinds = source_kinds(landing, "events")
+def test_event_dirt_and_bot_traffic_are_accounted_for(spark, e2e_run, e2e_landing):
+    config, tables, _ = e2e_run
+    kinds = source_kinds(e2e_landing, "events")
     events = tables["silver.events"]
     assert events.balanced
     assert events.details["exact_duplicates"] == kinds["exact_duplicate"]
@@ -244,7 +224,7 @@ def test_event_dirt_and_bot_traffic_are_accounted_for(spark, first_run, landing)
     for kind, rule in EVENT_RULES.items():
         hit = F.array_contains("_failed_rules", rule) & (parsed if rule != "parses" else F.lit(True))
         assert quarantine.filter(hit).count() == kinds[kind], kind
-    bots = {r["anonymous_id"] for r in csv.DictReader((landing / "ground_truth" / "bots.csv").open())}
+    bots = {r["anonymous_id"] for r in csv.DictReader((e2e_landing / "ground_truth" / "bots.csv").open())}
     bot_events = (io.read_table(spark, config, "bronze.events")
                   .filter(F.get_json_object("value", "$.anonymous_id").isin(*bots)).count())
     assert bots and events.details["set_aside"] == bot_events
@@ -252,17 +232,17 @@ def test_event_dirt_and_bot_traffic_are_accounted_for(spark, first_run, landing)
     assert io.read_table(spark, config, "silver.events").filter(F.col("anonymous_id").isin(*bots)).count() == 0
 
 
-def test_every_published_event_has_a_session(spark, first_run):
-    config, _, _ = first_run
+def test_every_published_event_has_a_session(spark, e2e_run):
+    config, _, _ = e2e_run
     published = io.read_table(spark, config, "silver.events")
     assert published.filter("session_id IS NULL").count() == 0
     assert published.select("session_id").distinct().count() < published.count()
 
 
-def test_identity_map_recovers_planted_people(spark, first_run, landing):
-    config, tables, _ = first_run
+def test_identity_map_recovers_planted_people(spark, e2e_run, e2e_landing):
+    config, tables, _ = e2e_run
     assert tables["silver.identity_map"].balanced
-    truth = landing / "ground_truth"
+    truth = e2e_landing / "ground_truth"
     planted_customer = {r["anonymous_id"]: r["customer_id"] for r in csv.DictReader((truth / "identity.csv").open())}
     person_key = {r["customer_id"]: r["person_key"] for r in csv.DictReader((truth / "person_groups.csv").open())}
     mapping = io.read_table(spark, config, "silver.identity_map").collect()
@@ -284,8 +264,8 @@ def test_identity_map_recovers_planted_people(spark, first_run, landing):
                if ("customer_id", k) in person_of)
 
 
-def test_silver_freshness_and_row_count_change_are_recorded_as_warnings(spark, first_run):
-    config, _, runs = first_run
+def test_silver_freshness_and_row_count_change_are_recorded_as_warnings(spark, e2e_run):
+    config, _, runs = e2e_run
     health = (io.read_table(spark, config, "ops.quality_results")
               .filter((F.col("run_id") == runs[0].run_id) & (F.col("expectation_type") == "table_health")))
     recorded = {(r["table_name"], r["rule"]): r for r in health.collect()}
