@@ -12,7 +12,8 @@ from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lib import audiences, campaigns, clv, customers, events, identity, io, orders, patterns, profiles, recommend, segments, silver
+import lib.campaigns as campaigns
+from lib import audiences, clv, customers, events, identity, io, orders, patterns, profiles, recommend, segments, silver
 from lib.bronze import bronze_records, read_landing_stream
 from lib.events import SET_ASIDE
 from lib.pii import pii_key
