@@ -262,7 +262,7 @@ def two_proportion_test(control: ArmCounts, treatment: ArmCounts, significance_l
     pooled_se = math.sqrt(pooled * (1 - pooled) * (1 / control.exposed + 1 / treatment.exposed))
     z = uplift / pooled_se if pooled_se else None
     p_value = float(2 * stats.norm.sf(abs(z))) if z is not None else None
-    half_width = stats.norm.ppf(1 - significance_level / 2) * math.sqrt(
+    half_width = float(stats.norm.ppf(1 - significance_level / 2)) * math.sqrt(
         p1 * (1 - p1) / control.exposed + p2 * (1 - p2) / treatment.exposed)
     return {"absolute_uplift": uplift, "relative_uplift": uplift / p1 if p1 else None, "z_score": z,
             "p_value": p_value, "ci_low": uplift - half_width, "ci_high": uplift + half_width,
