@@ -164,6 +164,20 @@ class AudienceSettings:
 
 
 @dataclass(frozen=True)
+class CampaignSettings:
+    # An order credits the buyer's campaign touches of up to this many days before it (last-touch and linear).
+    attribution_lookback_days: int = 30
+    # An A/B test's exposed person converts with a purchase from the campaign within this many days of their
+    # first exposure.
+    conversion_window_days: int = 7
+    # Two-sided level of the A/B z-test; the uplift's confidence interval covers 1 - this.
+    significance_level: float = 0.05
+    # A split whose chi-square p-value against the planned shares is below this is flagged as a sample-ratio
+    # mismatch: strict, because a real mismatch means broken assignment and the read-out is refreshed every run.
+    srm_alpha: float = 0.001
+
+
+@dataclass(frozen=True)
 class Config:
     landing_root: str = "data/landing"
     lakehouse_root: str = "data/lakehouse"
@@ -179,6 +193,7 @@ class Config:
     recommendations: RecommendationSettings = field(default_factory=RecommendationSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     audiences: AudienceSettings = field(default_factory=AudienceSettings)
+    campaigns: CampaignSettings = field(default_factory=CampaignSettings)
 
     def table_path(self, table: str) -> str:
         """``silver.orders`` -> ``<lakehouse_root>/silver/orders``."""

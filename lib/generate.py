@@ -255,6 +255,8 @@ def _campaigns(rng: random.Random, settings: GeneratorSettings) -> tuple[list[di
                "conversion_probability": {"A": 0.10, "B": 0.16}}
     ab_test["planted_absolute_uplift"] = round(ab_test["conversion_probability"]["B"]
                                                - ab_test["conversion_probability"]["A"], 4)
+    # "A|B" plans an even split (_assign_arms draws the arm uniformly); A is the control, B the treatment.
+    ab_test.update(control_variant="A", treatment_variant="B", planned_split={"A": 0.5, "B": 0.5})
     return campaigns, ab_test
 
 

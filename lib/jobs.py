@@ -12,6 +12,7 @@ from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+import lib.campaigns as campaigns
 from lib import audiences, clv, customers, events, identity, io, orders, patterns, profiles, recommend, segments, silver
 from lib.bronze import bronze_records, read_landing_stream
 from lib.events import SET_ASIDE
@@ -587,6 +588,57 @@ def gold_audiences(ctx: JobContext, only: Sequence[str] | None = None) -> None:
     candidates.unpersist()
 
 
+def gold_campaign_insight(ctx: JobContext) -> None:
+    """Silver events, orders, campaigns + identity map -> gates -> gold.funnel_daily, gold.campaign_performance
+    (last-touch and linear attribution, ROI, CAC) and gold.ab_test_results."""
+    settings = ctx.config.campaigns
+    read = lambda table: io.read_table(ctx.spark, ctx.config, table)  # noqa: E731
+    events_df, orders_df, identity_map = read("silver.events"), read("silver.orders"), read("silver.identity_map")
+    campaign_rows = read("silver.campaigns").cache()
+    as_of = _profile_date(ctx, orders_df, events_df)
+    funnel = campaigns.funnel_daily(events_df.filter(F.col("event_ts") < profiles.day_end(as_of))).cache()
+    person_events = profiles.person_events(events_df, identity_map, as_of).cache()
+    purchases = profiles.person_purchases(orders_df, identity_map, as_of).cache()
+    touches = campaigns.campaign_touches(person_events).cache()
+    credits = campaigns.order_credits(purchases, touches, settings.attribution_lookback_days).cache()
+    performance = campaigns.campaign_performance(campaign_rows, touches, credits,
+                                                 campaigns.first_purchases(purchases), as_of).cache()
+    attributed = credits.agg(F.sum("last_touch_cents").alias("last"), F.sum("linear_cents").alias("linear"),
+                             F.countDistinct("order_id").alias("orders")).first()
+    ctx.accounting("gold.campaign_performance").add(
+        attributed_orders=attributed["orders"], attributed_revenue_cents_last_touch=attributed["last"] or 0,
+        attributed_revenue_cents_linear=attributed["linear"] or 0, lookback_days=settings.attribution_lookback_days)
+    plans = {row["campaign_id"]: campaigns.planned_split(row["variants"]) for row in
+             campaign_rows.select("campaign_id", "variants").collect()}
+    plans = {campaign_id: plan for campaign_id, plan in plans.items() if plan}
+    arms: dict[str, list[campaigns.ArmCounts]] = {campaign_id: [] for campaign_id in plans}
+    for row in campaigns.ab_test_arms(person_events, sorted(plans), settings.conversion_window_days).collect():
+        arms[row["campaign_id"]].append(campaigns.ArmCounts(row["variant"], row["exposed"], row["converters"]))
+    read_outs = ctx.spark.createDataFrame(
+        [row for campaign_id, plan in sorted(plans.items()) for row in campaigns.ab_test_read_out(
+            campaign_id, plan, arms[campaign_id], settings.significance_level, settings.srm_alpha)],
+        campaigns.AB_RESULT_SCHEMA)
+    _gate_all_then_merge(ctx, [(funnel, "gold.funnel_daily", ["day", "channel", "campaign_id"]),
+                               (performance, "gold.campaign_performance", ["campaign_id"]),
+                               (read_outs, "gold.ab_test_results", ["campaign_id", "variant"])])
+    for cached in (performance, credits, touches, purchases, person_events, funnel, campaign_rows):
+        cached.unpersist()
+
+
+def _gate_all_then_merge(ctx: JobContext, tables: Sequence[tuple[DataFrame, str, list[str]]]) -> None:
+    """Gate every recomputed gold table first and MERGE (deleting keys that are gone) only when all pass, so the
+    tables of one job never mix runs."""
+    passed = []
+    for rows, table, key in tables:
+        accounting = ctx.accounting(table)
+        accounting.add(rows_in=rows.count())
+        gate = ctx.gate(rows, table, key, quarantine=f"quarantine.{table.partition('.')[2]}")
+        accounting.add(quarantined=gate.rows_failed, published=gate.rows_checked - gate.rows_failed)
+        passed.append((gate.passed_rows, table, key))
+    for rows, table, key in passed:
+        io.merge_upsert(ctx.spark, rows, ctx.config, table, key, delete_missing=True)
+
+
 @dataclass(frozen=True)
 class Job:
     name: str
@@ -645,5 +697,9 @@ PIPELINE: dict[str, Job] = {
         Job("gold_audiences", gold_audiences,
             depends_on=("gold_customer_profile", "silver_customers", "silver_identity"),
             reads=("gold.customer_profile", "silver.customers", "silver.identity_map"), writes=("gold.audiences",)),
+        Job("gold_campaign_insight", gold_campaign_insight,
+            depends_on=("silver_orders", "silver_events", "silver_identity", "silver_campaigns"),
+            reads=("silver.orders", "silver.events", "silver.identity_map", "silver.campaigns"),
+            writes=("gold.funnel_daily", "gold.campaign_performance", "gold.ab_test_results")),
     ]
 }
