@@ -102,12 +102,36 @@ def build_report(spark: SparkSession, config: Config) -> Report:
 
 
 class Tables:
+    """The tables the sections read, each looked up once; missing tables are None."""
+
     def __init__(self, spark: SparkSession, config: Config):
         self.spark, self.config = spark, config
+        self._tables: dict[str, DataFrame | None] = {}
+        self._profile_counts: list | None = None
 
     def get(self, table: str) -> DataFrame | None:
-        return io.read_table(self.spark, self.config, table) if io.table_exists(self.spark, self.config,
-                                                                                 table) else None
+        if table not in self._tables:
+            exists = io.table_exists(self.spark, self.config, table)
+            self._tables[table] = io.read_table(self.spark, self.config, table) if exists else None
+        return self._tables[table]
+
+    def profile_counts(self) -> list:
+        """People of gold.customer_profile per (r_score, f_score, rfm_segment, lifecycle_stage): one Spark job
+        for the RFM, lifecycle and reach figures."""
+        if self._profile_counts is None:
+            self._profile_counts = self.get("gold.customer_profile").groupBy(
+                "r_score", "f_score", "rfm_segment", "lifecycle_stage").agg(
+                F.count(F.lit(1)).alias("people")).collect()
+        return self._profile_counts
+
+
+def _people(rows: list, *keys: str) -> dict:
+    """Sum ``people`` of ``rows`` by the values of ``keys`` (one key: by that value)."""
+    totals: dict = {}
+    for row in rows:
+        key = row[keys[0]] if len(keys) == 1 else tuple(row[k] for k in keys)
+        totals[key] = totals.get(key, 0) + row["people"]
+    return totals
 
 
 def _missing(key: str, title: str, intro: str, table: str, job: str) -> Section:
@@ -146,8 +170,10 @@ def segments_section(tables: Tables, headlines: list[Headline]) -> Section:
                              + "</extra>")
         for i, r in enumerate(rows)])
     profile.add_hline(y=100, line_dash="dot", line_color="#64748b")
+    # Log scale: one segment's centre can sit at many times the average while others differ by tens of percent.
     profile.update_layout(title="Segment centres (index, 100 = average customer)", barmode="group",
-                          yaxis_title="index", legend_orientation="h", legend_y=-0.35)
+                          yaxis_title="index (log scale)", yaxis_type="log", legend_orientation="h",
+                          legend_y=-0.45, xaxis_tickangle=-20)
     table = _html_table(["segment", "people", "what sets it apart"],
                         [(_segment_label(r), f"{r['people']:,}", ", ".join(r["distinguishing_features"] or []))
                          for r in rows])
@@ -162,10 +188,10 @@ def rfm_section(tables: Tables, headlines: list[Headline]) -> Section:
     profile = tables.get("gold.customer_profile")
     if profile is None:
         return _missing("rfm", title, intro, "gold.customer_profile", "gold_customer_profile")
-    headlines.append(Headline("people-profiled", "people profiled", profile.count(), "", "gold.customer_profile"))
-    counts = {(r["r_score"], r["f_score"]): r["people"] for r in
-              profile.filter((F.col("r_score") > 0) & (F.col("f_score") > 0)).groupBy("r_score", "f_score")
-              .agg(F.count(F.lit(1)).alias("people")).collect()}
+    rows = tables.profile_counts()
+    headlines.append(Headline("people-profiled", "people profiled", sum(r["people"] for r in rows), "",
+                              "gold.customer_profile"))
+    counts = _people(rows, "r_score", "f_score")
     scores = [1, 2, 3, 4, 5]
     grid = [[counts.get((r, f), 0) for f in scores] for r in scores]
     heat = go.Figure(go.Heatmap(z=grid, x=[f"F{f}" for f in scores], y=[f"R{r}" for r in scores],
@@ -173,9 +199,8 @@ def rfm_section(tables: Tables, headlines: list[Headline]) -> Section:
                                 hovertemplate="R%{y} F%{x}: %{z} people<extra></extra>"))
     heat.update_layout(title="People per recency x frequency score", xaxis_title="frequency score",
                        yaxis_title="recency score")
-    segments = profile.groupBy("rfm_segment").agg(F.count(F.lit(1)).alias("people")).orderBy(
-        F.col("people").desc()).collect()
-    named = go.Figure(go.Bar(x=[r["rfm_segment"] for r in segments], y=[r["people"] for r in segments],
+    segments = sorted(_people(rows, "rfm_segment").items(), key=lambda item: (-item[1], item[0]))
+    named = go.Figure(go.Bar(x=[name for name, _ in segments], y=[people for _, people in segments],
                              marker_color=PALETTE[2]))
     named.update_layout(title="People per RFM segment", yaxis_title="people")
     return Section("rfm", title, intro, [Chart("rfm-grid", heat), Chart("rfm-segments", named)])
@@ -212,11 +237,9 @@ def lifecycle_section(tables: Tables, headlines: list[Headline]) -> Section:
     title, intro = "Lifecycle", ("Where people are in their customer life (gold.customer_profile.lifecycle_stage) "
                                  "and, when the segmentation moved people, the latest moves between segments "
                                  "(gold.segment_migrations).")
-    profile = tables.get("gold.customer_profile")
-    if profile is None:
+    if tables.get("gold.customer_profile") is None:
         return _missing("lifecycle", title, intro, "gold.customer_profile", "gold_customer_profile")
-    counts = {r["lifecycle_stage"]: r["people"] for r in
-              profile.groupBy("lifecycle_stage").agg(F.count(F.lit(1)).alias("people")).collect()}
+    counts = _people(tables.profile_counts(), "lifecycle_stage")
     stages = go.Figure(go.Bar(x=LIFECYCLE_STAGES, y=[counts.get(s, 0) for s in LIFECYCLE_STAGES],
                               marker_color=PALETTE[1], text=[counts.get(s, 0) for s in LIFECYCLE_STAGES],
                               textposition="auto"))
@@ -285,9 +308,8 @@ def recommendations_section(tables: Tables, headlines: list[Headline]) -> Sectio
     charts = []
     reasons = recommendations.groupBy("reason").agg(F.count(F.lit(1)).alias("rows"),
                                                     F.countDistinct("person_id").alias("people")).collect()
-    profile = tables.get("gold.customer_profile")
-    people = profile.count() if profile is not None else 0
-    reached = recommendations.select("person_id").distinct().count()
+    people = sum(r["people"] for r in tables.profile_counts()) if tables.get("gold.customer_profile") else 0
+    reached = recommendations.agg(F.countDistinct("person_id")).first()[0]
     if people:
         headlines.append(Headline("recommendation-coverage", "people with recommendations", round(reached / people, 4),
                                   f"{reached / people:.0%}", "gold.recommendations / gold.customer_profile"))
@@ -314,6 +336,10 @@ def recommendations_section(tables: Tables, headlines: list[Headline]) -> Sectio
         headlines.append(Headline("als-ndcg", f"ALS NDCG@{k} (popularity {metrics.get('popularity_ndcg_at_k', 0):.3f})",
                                   metrics["als_ndcg_at_k"], f"{metrics['als_ndcg_at_k']:.3f}",
                                   "ops.model_runs recommendations_als"))
+    else:
+        note = ("ALS vs popularity was not measured: the data has no first purchases in the hold-out days "
+                "before the profile date" if latest is not None else "No recommendations_als model run is recorded")
+        return Section("recommendations", title, intro, charts, note=note + ".")
     return Section("recommendations", title, intro, charts)
 
 
@@ -419,6 +445,12 @@ def render_html(report: Report, data_docs_href: str | None = None) -> str:
 <nav>{nav}</nav></header>
 <section id="headlines" class="tiles">{tiles}</section>
 {body}
+<script>
+// Charts are drawn as the page is parsed, before the grid knows how many charts share a row: fit them to their
+// final boxes once everything is laid out.
+window.addEventListener('load', () => document.querySelectorAll('.js-plotly-plot').forEach(
+  plot => Plotly.Plots.resize(plot)));
+</script>
 <footer>Generated by <code>dmp report</code>; every number is read from the gold and ops tables named with it.</footer>
 </body></html>
 """
@@ -435,7 +467,8 @@ def _section_html(section: Section) -> str:
     charts = "\n".join(
         f'<div class="chart" data-chart="{c.key}">'
         + _layout(c.figure).to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{c.key}",
-                                    config={"displaylogo": False, "responsive": True})
+                                    config={"displaylogo": False, "displayModeBar": False,
+                                                                    "responsive": True})
         + "</div>" for c in section.charts)
     note = f'<p class="note">{html.escape(section.note)}</p>' if section.note else ""
     return (f'<section id="{section.key}"><h2>{html.escape(section.title)}</h2>'
@@ -444,7 +477,7 @@ def _section_html(section: Section) -> str:
 
 
 def _layout(figure: go.Figure) -> go.Figure:
-    return figure.update_layout(template="plotly_white", height=380, margin={"l": 60, "r": 20, "t": 50, "b": 60},
+    return figure.update_layout(template="plotly_white", height=400, margin={"l": 60, "r": 20, "t": 50, "b": 70},
                                 font={"family": "system-ui, sans-serif", "size": 12}, title_font_size=15)
 
 
@@ -497,7 +530,7 @@ h2 { font-size: 18px; margin: 12px 0 2px; }
 .intro { color: #52606d; font-size: 13px; margin: 0 0 8px; }
 .note { background: #fff7ed; border-left: 4px solid #f97316; padding: 8px 12px; font-size: 13px; }
 .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(460px, 1fr)); gap: 12px; }
-.chart { min-height: 380px; }
+.chart { min-height: 400px; min-width: 0; }
 table { border-collapse: collapse; font-size: 13px; margin: 10px 0; }
 th, td { border-bottom: 1px solid #e5e7eb; padding: 4px 10px; text-align: left; }
 th { background: #f3f4f6; }
