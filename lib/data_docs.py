@@ -55,13 +55,19 @@ class DataDocsSite:
         return self.folder / "index.html"
 
 
+def local_lakehouse(config: Config) -> Path | None:
+    """The lakehouse folder when it is on the local filesystem (Data Docs and the report are local files)."""
+    root = config.lakehouse_root.removeprefix("file://").removeprefix("file:")
+    return None if "://" in root else Path(root)
+
+
 def site_folder(config: Config) -> Path:
     """``<lakehouse>/_data_docs`` for a lakehouse on the local filesystem."""
-    root = config.lakehouse_root.removeprefix("file://").removeprefix("file:")
-    if "://" in root:
-        raise ValueError(f"Data Docs are written to a local folder; the lakehouse {config.lakehouse_root} is not "
-                         f"one: pass a local folder (`dmp docs --out DIR`)")
-    return Path(root) / "_data_docs"
+    lakehouse = local_lakehouse(config)
+    if lakehouse is None:
+        raise ValueError(f"Data Docs are written to a local folder and the lakehouse {config.lakehouse_root} is not "
+                         f"one: name a folder (`dmp docs --out DIR`)")
+    return lakehouse / "_data_docs"
 
 
 def rule_outcomes(quality_results: DataFrame, runs_per_table: int) -> DataFrame:
@@ -94,8 +100,11 @@ def build_data_docs(spark: SparkSession, config: Config, folder: Path | None = N
     by_validation: dict[tuple[str, str], list] = {}
     for row in rows:
         by_validation.setdefault((row["table_name"], row["run_id"]), []).append(row)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    # Rebuilt whole, so no page outlives its validation; only what the site consists of is removed (--out may
+    # name a folder that holds other things too).
+    for generated in ("validations", "expectations", "static"):
+        shutil.rmtree(folder / generated, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dmp-gx-") as project:
         context = _file_context(Path(project), folder)
         pages = [_store_validation(context, table, run_id, outcomes)

@@ -81,10 +81,12 @@ class WrittenReport:
 
 def write_report(spark: SparkSession, config: Config, out: Path, data_docs: bool = True,
                  docs_folder: Path | None = None) -> WrittenReport:
-    """Build the Data Docs site in ``docs_folder`` (default ``<lakehouse>/_data_docs``; none when ``data_docs`` is
-    false) and write the report to ``out``, linking it."""
-    from lib.data_docs import build_data_docs
+    """Build the Data Docs site in ``docs_folder`` (default ``<lakehouse>/_data_docs``, or ``data_docs`` beside
+    ``out`` for a lakehouse in object storage; none when ``data_docs`` is false) and write the report to ``out``,
+    linking it."""
+    from lib.data_docs import build_data_docs, local_lakehouse, site_folder
 
+    docs_folder = docs_folder or (site_folder(config) if local_lakehouse(config) else out.parent / "data_docs")
     docs_index = build_data_docs(spark, config, docs_folder).index if data_docs else None
     report = build_report(spark, config)
     out.parent.mkdir(parents=True, exist_ok=True)
