@@ -365,9 +365,9 @@ def campaigns_section(tables: Tables, headlines: list[Headline]) -> Section:
     title, intro = "Campaigns", ("Spend, attributed orders and revenue, ROI and CAC per campaign "
                                  "(gold.campaign_performance), and A/B test read-outs (gold.ab_test_results).")
     performance, ab_tests = tables.get("gold.campaign_performance"), tables.get("gold.ab_test_results")
-    if performance is None and ab_tests is None:
-        return _missing("campaigns", title, intro, "gold.campaign_performance", CAMPAIGN_JOB)
-    section = Section("campaigns", title, intro)
+    missing = [_missing("campaigns", title, intro, table, CAMPAIGN_JOB).note for table, df in
+               (("gold.campaign_performance", performance), ("gold.ab_test_results", ab_tests)) if df is None]
+    section = Section("campaigns", title, intro, note=" ".join(missing) or None)
     if performance is not None:
         if set(CAMPAIGN_ROI) <= set(performance.columns):
             model = "attribution" if "attribution" in performance.columns else None
@@ -388,8 +388,6 @@ def campaigns_section(tables: Tables, headlines: list[Headline]) -> Section:
             arms.update_layout(title="A/B tests: conversion per arm", yaxis_tickformat=".0%")
             section.charts.append(Chart("ab-tests", arms))
         section.tables.append(_df_table(ab_tests))
-    else:
-        section.note = f"gold.ab_test_results is not built yet: run job {CAMPAIGN_JOB} (`dmp run {CAMPAIGN_JOB}`)."
     return section
 
 
