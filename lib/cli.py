@@ -522,3 +522,44 @@ def audience_build(
     console.print(summary_table([run]))
     if not run.ok:
         raise typer.Exit(1)
+
+
+@app.command("report")
+def report_command(
+    out: Annotated[Optional[Path], typer.Option(
+        help="HTML file to write (default: <lakehouse>/_reports/report.html, or ./report.html).")] = None,
+    docs: Annotated[bool, typer.Option(help="Also rebuild the Data Docs site and link it from the report.")] = True,
+) -> None:
+    """Write the marketer's report: one self-contained HTML page of segments, RFM, CLV, lifecycle, purchase rules,
+    recommendations, campaigns and data quality, read from the gold and ops tables; plus the GX Data Docs."""
+    from lib.data_docs import local_lakehouse
+    from lib.report import write_report
+    from lib.spark import spark_session
+
+    lakehouse = local_lakehouse(_config())
+    target = out or (lakehouse / "_reports" / "report.html" if lakehouse else Path("report.html"))
+    with console.status("reading gold and ops tables ..."):
+        written = write_report(spark_session(_config()), _config(), target, data_docs=docs)
+    console.print(f"report: {written.path} ({written.path.stat().st_size / 1e6:.1f} MB)")
+    for headline in written.report.headlines:
+        console.print(f"  {headline.label}: {headline.shown or headline.value}", highlight=False)
+    if written.data_docs:
+        console.print(f"Data Docs: {written.data_docs}")
+
+
+@app.command("docs")
+def docs_command(
+    out: Annotated[Optional[Path], typer.Option(help="Site folder (default: <lakehouse>/_data_docs).")] = None,
+    runs: Annotated[int, typer.Option(help="Newest validations kept per table.")] = 20,
+) -> None:
+    """Rebuild the Great Expectations Data Docs site from ops.quality_results."""
+    from lib.data_docs import build_data_docs
+    from lib.spark import spark_session
+
+    with console.status("rendering Data Docs ..."):
+        try:
+            site = build_data_docs(spark_session(_config()), _config(), out, runs_per_table=runs)
+        except ValueError as error:
+            console.print(f"[red]{escape(str(error))}[/red]")
+            raise typer.Exit(2) from error
+    console.print(f"Data Docs: {site.index} ({len(site.pages)} validation results)")
