@@ -28,10 +28,11 @@ from lib.runner import JOB_RUNS, MODEL_RUNS
 
 CAMPAIGN_JOB = "gold_campaign_insight"
 # Columns the campaign tables are expected to have; a table that lacks them is shown as a plain table instead.
-FUNNEL_STAGES = {"sessions": "Sessions", "product_views": "Product views", "add_to_carts": "Add to cart",
-                 "purchases": "Purchases"}
-CAMPAIGN_ROI = ("campaign_id", "roi")  # + "attribution" (last_touch / linear) when there is one row per model
-AB_ARMS = ("campaign_id", "arm", "conversion_rate")
+FUNNEL_STAGES = {"sessions": "Sessions", "product_view_sessions": "Product views",
+                 "add_to_cart_sessions": "Add to cart", "purchase_sessions": "Purchases"}
+# gold.campaign_performance: ROI under each attribution model.
+CAMPAIGN_ROI = {"roi_last_touch": "last touch", "roi_linear": "linear"}
+AB_ARMS = ("campaign_id", "variant", "conversion_rate")
 RECOMMENDATION_METRICS = {"precision_at_k": "precision@k", "recall_at_k": "recall@k", "ndcg_at_k": "NDCG@k",
                           "map": "MAP", "coverage": "catalogue coverage"}
 PALETTE = ["#2563eb", "#f97316", "#10b981", "#a855f7", "#ef4444", "#eab308", "#06b6d4", "#ec4899", "#64748b",
@@ -369,20 +370,18 @@ def campaigns_section(tables: Tables, headlines: list[Headline]) -> Section:
                (("gold.campaign_performance", performance), ("gold.ab_test_results", ab_tests)) if df is None]
     section = Section("campaigns", title, intro, note=" ".join(missing) or None)
     if performance is not None:
-        if set(CAMPAIGN_ROI) <= set(performance.columns):
-            model = "attribution" if "attribution" in performance.columns else None
-            rows = performance.select(*CAMPAIGN_ROI, *([model] if model else [])).orderBy(*CAMPAIGN_ROI).collect()
-            models = sorted({r[model] for r in rows}) if model else [None]
-            roi = go.Figure([go.Bar(name=m or "ROI", x=[r["campaign_id"] for r in rows if not model or r[model] == m],
-                                    y=[r["roi"] for r in rows if not model or r[model] == m],
-                                    marker_color=PALETTE[i % len(PALETTE)]) for i, m in enumerate(models)])
-            roi.update_layout(title="ROI per campaign", barmode="group", yaxis_title="ROI")
+        if {"campaign_id", *CAMPAIGN_ROI} <= set(performance.columns):
+            rows = performance.select("campaign_id", *CAMPAIGN_ROI).orderBy("campaign_id").collect()
+            roi = go.Figure([go.Bar(name=label, x=[r["campaign_id"] for r in rows], y=[r[column] for r in rows],
+                                    marker_color=PALETTE[i % len(PALETTE)])
+                             for i, (column, label) in enumerate(CAMPAIGN_ROI.items())])
+            roi.update_layout(title="ROI per campaign by attribution model", barmode="group", yaxis_title="ROI")
             section.charts.append(Chart("campaign-roi", roi))
         section.tables.append(_df_table(performance))
     if ab_tests is not None:
         if set(AB_ARMS) <= set(ab_tests.columns):
             rows = ab_tests.select(*AB_ARMS).orderBy(*AB_ARMS[:2]).collect()
-            arms = go.Figure(go.Bar(x=[f"{r['campaign_id']} {r['arm']}" for r in rows],
+            arms = go.Figure(go.Bar(x=[f"{r['campaign_id']} {r['variant']}" for r in rows],
                                     y=[r["conversion_rate"] for r in rows], marker_color=PALETTE[4],
                                     texttemplate="%{y:.1%}", textposition="outside"))
             arms.update_layout(title="A/B tests: conversion per arm", yaxis_tickformat=".0%")

@@ -18,8 +18,10 @@ from lib.report import CAMPAIGN_JOB, write_report
 from lib.runner import MODEL_RUNS, QUALITY_RESULTS
 
 ARTIFACTS = PROJECT_ROOT / "build" / "test-artifacts"
-CAMPAIGN_TABLES = {"gold.funnel_daily": "funnel", "gold.campaign_performance": "campaigns",
-                   "gold.ab_test_results": "campaigns"}
+# table: (section, chart drawn from it)
+CAMPAIGN_TABLES = {"gold.funnel_daily": ("funnel", "funnel"),
+                   "gold.campaign_performance": ("campaigns", "campaign-roi"),
+                   "gold.ab_test_results": ("campaigns", "ab-tests")}
 # Recorded as soon as the page starts parsing, before any chart script runs.
 ERROR_PROBE = """<script>
 window.__errors = [];
@@ -85,9 +87,10 @@ def test_report_is_one_self_contained_page_with_every_section(spark, written):
     measured = {name for run in io.read_table(spark, config, MODEL_RUNS).collect() for name in run["metrics"]}
     assert ('data-chart="recommendation-metrics"' in page) == ("als_ndcg_at_k" in measured)
     assert ('data-chart="clv-distribution"' in page) == ("bgnbd_log_likelihood" in measured)
-    for table, section in CAMPAIGN_TABLES.items():
-        if not io.table_exists(spark, config, table):
-            assert f"{table} is not built yet: run job {CAMPAIGN_JOB}" in page
+    for table, (section, chart) in CAMPAIGN_TABLES.items():
+        built = io.table_exists(spark, config, table)
+        assert (f"{table} is not built yet: run job {CAMPAIGN_JOB}" in page) != built
+        assert (f'data-chart="{chart}"' in page) == built, chart
         assert f'<section id="{section}">' in page
     docs_link = re.search(r'id="data-docs-link" href="([^"]+)"', page).group(1)
     assert (report.path.parent / docs_link).resolve() == report.data_docs.resolve()
