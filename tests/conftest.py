@@ -6,13 +6,16 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from pyspark.sql import SparkSession
 
 from lib.config import Config, GateSettings, RecommendationSettings, SparkSettings
 from lib.generate import DirtRates, GeneratorSettings, generate
 from lib.pipeline import run_pipeline
 from lib.spark import spark_session
 
-TEST_SPARK = SparkSettings(master="local[2]", shuffle_partitions=2)
+# In local mode the driver is also the executor: its heap holds every cached block and builds every broadcast
+# of an hour-long session.
+TEST_SPARK = SparkSettings(master="local[2]", shuffle_partitions=2, driver_memory="6g")
 # One ALS grid point: tests that run the whole pipeline check recommendations exist, not the search, which
 # tests/test_recommend.py covers on its own grid.
 TEST_RECOMMENDATIONS = RecommendationSettings(ranks=(10,), alphas=(10.0,))
@@ -36,6 +39,21 @@ def spark():
     session = spark_session(Config(spark=TEST_SPARK))
     yield session
     session.stop()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def release_driver_memory():
+    """After each test module, free what it left in the shared driver: cached DataFrames, persisted RDDs and
+    Delta's cached table snapshots (hundreds of test tables). Left to accumulate over the whole suite, they ran
+    the driver out of heap for a broadcast near the end of the run."""
+    yield
+    session = SparkSession.getActiveSession()
+    if session is None:
+        return
+    session.catalog.clearCache()
+    for rdd in session.sparkContext._jsc.getPersistentRDDs().values():
+        rdd.unpersist(False)
+    session._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
 
 
 @pytest.fixture(scope="session")
