@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from lib import io
 from lib.config import Config
 from lib.quality import FAILED_RULES, GateFailed, GateResult, validate
+from lib.spark import persisted_rdd_ids, unpersist_rdds
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ def run_job(
     """
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.monotonic()
-    persisted_before = _persisted_rdd_ids(spark)
+    persisted_before = persisted_rdd_ids(spark)
     context = JobContext(spark, config, run_id, input_versions=io.table_versions(spark, config, reads),
                          consumed_versions=consumed or {}, replay_rows=replay_rows)
     try:
@@ -215,26 +216,15 @@ def run_job(
         log.exception("job %s crashed", name)
         status, error = "failed", f"{type(crash).__name__}: {str(crash).splitlines()[0] if str(crash) else ''}"
     finally:
-        _release_cached(spark, persisted_before)
+        # What a crash skipped unpersisting, and the factor RDDs ALS persists, would otherwise fill a long-lived
+        # driver (a scheduler, a notebook, a test session) until broadcasts fail.
+        unpersist_rdds(spark, keep=persisted_before)
     run = JobRun(run_id, name, status, list(context.tables.values()), time.monotonic() - clock, started, error)
     _record(spark, config, run)
     if status == "succeeded":
         inputs = [(run_id, name, context.input_versions, dt.datetime.now(dt.timezone.utc))]
         io.append(spark.createDataFrame(inputs, JOB_INPUTS_SCHEMA), config, JOB_INPUTS)
     return run
-
-
-def _persisted_rdd_ids(spark: SparkSession) -> set[int]:
-    return set(spark.sparkContext._jsc.getPersistentRDDs().keySet())
-
-
-def _release_cached(spark: SparkSession, persisted_before: set[int]) -> None:
-    """Unpersist what the job cached and left behind: DataFrames a crash skipped unpersisting and the factor RDDs
-    ALS persists. In a long-lived session (a scheduler, a notebook, a test session) they would fill the driver until
-    broadcasts fail; what was cached before the job, such as a notebook user's DataFrames, stays."""
-    persisted = spark.sparkContext._jsc.getPersistentRDDs()
-    for rdd_id in set(persisted.keySet()) - persisted_before:
-        persisted.get(rdd_id).unpersist(False)
 
 
 def _record(spark: SparkSession, config: Config, run: JobRun) -> None:

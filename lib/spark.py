@@ -47,3 +47,14 @@ def spark_session(config: Config) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(config.spark.log_level)
     return spark
+
+
+def persisted_rdd_ids(spark: SparkSession) -> set[int]:
+    return set(spark.sparkContext._jsc.getPersistentRDDs().keySet())
+
+
+def unpersist_rdds(spark: SparkSession, keep: set[int] = frozenset()) -> None:
+    """Unpersist every persisted RDD (cached DataFrames' blocks included) except the ids in ``keep``."""
+    persisted = spark.sparkContext._jsc.getPersistentRDDs()
+    for rdd_id in set(persisted.keySet()) - set(keep):
+        persisted.get(rdd_id).unpersist(False)

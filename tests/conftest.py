@@ -11,7 +11,7 @@ from pyspark.sql import SparkSession
 from lib.config import Config, GateSettings, RecommendationSettings, SparkSettings
 from lib.generate import DirtRates, GeneratorSettings, generate
 from lib.pipeline import run_pipeline
-from lib.spark import spark_session
+from lib.spark import spark_session, unpersist_rdds
 
 # In local mode the driver is also the executor: its heap holds every cached block and builds every broadcast
 # of an hour-long session.
@@ -51,8 +51,7 @@ def release_driver_memory():
     if session is None:
         return
     session.catalog.clearCache()
-    for rdd in session.sparkContext._jsc.getPersistentRDDs().values():
-        rdd.unpersist(False)
+    unpersist_rdds(session)
     session._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
 
 

@@ -19,6 +19,7 @@ from lib.generate import GeneratorSettings, copy_landing_days, generate
 from lib.jobs import PIPELINE
 from lib.pipeline import dependency_order, downstream, not_due, run_pipeline, selected_jobs
 from lib.runner import JobRun, LastSuccess, TableRun, new_run_id, run_job
+from lib.spark import persisted_rdd_ids
 from tests.conftest import make_config
 
 # The jobs an order needs on its way to gold; enough to show skipping without running the whole graph.
@@ -180,7 +181,7 @@ def test_a_model_job_inside_its_cadence_is_skipped_as_not_due_unless_forced(spar
 def test_a_crashed_job_leaves_nothing_cached_and_what_was_cached_before_stays(spark, tmp_path):
     kept = spark.range(10).cache()
     kept.count()
-    persisted_before = set(spark.sparkContext._jsc.getPersistentRDDs().keySet())
+    persisted_before = persisted_rdd_ids(spark)
 
     def crashes_after_caching(ctx):
         ctx.spark.range(100).cache().count()
@@ -188,5 +189,5 @@ def test_a_crashed_job_leaves_nothing_cached_and_what_was_cached_before_stays(sp
 
     run = run_job("crashes_after_caching", crashes_after_caching, spark, make_config(tmp_path), new_run_id())
     assert run.status == "failed" and "boom" in run.error
-    assert set(spark.sparkContext._jsc.getPersistentRDDs().keySet()) == persisted_before and kept.is_cached
+    assert persisted_rdd_ids(spark) == persisted_before and kept.is_cached
     kept.unpersist()
