@@ -191,6 +191,43 @@ def show(
 
 
 @app.command()
+def rollback(
+    table: Annotated[str, typer.Argument(help="The gold table to roll back, e.g. gold.recommendations.")],
+    to_version: Annotated[Optional[int], typer.Option(
+        help="Delta version to restore; default: the one before the newest. `dmp show TABLE --version N` shows "
+             "a version first.")] = None,
+) -> None:
+    """Undo a bad publish of a gold table with Delta RESTORE (default: back to the version before the newest).
+
+    The restore is itself a new Delta version, so it can be undone the same way. While the job's inputs do not
+    change it stays up to date and the next pipeline run keeps the restored content; once they change, the job
+    publishes again through its gates and the publish guard."""
+    from lib import io
+    from lib.spark import spark_session
+
+    if not table.startswith("gold."):
+        console.print(f"[red]{table}: only gold tables are rolled back. Silver and bronze tables are read by "
+                      "version (Change Data Feed), so a restore would hand the jobs downstream its undone rows as "
+                      "new changes; fix the input and re-run the job instead.[/red]")
+        raise typer.Exit(2)
+    config = _config()
+    spark = spark_session(config)
+    current = io.table_version(spark, config, table)
+    if current is None:
+        console.print(f"[red]{table} does not exist at {config.table_path(table)}: nothing to roll back.[/red]")
+        raise typer.Exit(1)
+    target = current - 1 if to_version is None else to_version
+    if not 0 <= target < current:
+        console.print(f"[red]{table} is at version {current}: --to-version must be between 0 and {current - 1}."
+                      "[/red]")
+        raise typer.Exit(2)
+    restored = io.restore_table(spark, config, table, target)
+    rows = io.read_table(spark, config, table).count()
+    console.print(f"{table}: restored the content of version {target} (was version {current}); now version "
+                  f"{restored}, {rows:,} rows")
+
+
+@app.command()
 def demo(
     customers: Annotated[int, typer.Option(help="Number of sample customers.")] = 2000,
     days: Annotated[int, typer.Option(help="Days of sample activity.")] = 60,

@@ -48,6 +48,21 @@ class GateSettings:
 
 
 @dataclass(frozen=True)
+class PublishGuardSettings:
+    """A whole recomputed gold table or a model is not published when it is clearly worse than what is published
+    now: set ``enabled = false`` (DMP_PUBLISH_GUARD__ENABLED=false) for one run to publish a change on purpose."""
+
+    enabled: bool = True
+    # Refused when the table would lose more than this share of its rows.
+    max_row_drop: float = 0.5
+    # Refused when any column's share of nulls would grow by more than this (0.25: from 10% to over 35%).
+    max_null_rate_increase: float = 0.25
+    # Refused when a model's quality metric (NDCG@k, silhouette) falls by more than this share of the last published
+    # run's value.
+    max_metric_drop: float = 0.25
+
+
+@dataclass(frozen=True)
 class EventSettings:
     session_gap_minutes: int = 30
     # Late events: silver re-reads this many hours of already published events around a batch, so an event that
@@ -147,6 +162,9 @@ class RecommendationSettings:
     seed: int = 42
     # Neighbours per product in gold.similar_products.
     similar_k: int = 10
+    # Last places of each list kept for products nobody has interacted with yet, from the person's favourite
+    # category (ALS and popularity cannot rank them; without a slot a new product is never shown).
+    new_product_slots: int = 1
 
 
 @dataclass(frozen=True)
@@ -185,6 +203,7 @@ class Config:
     salt_secret_name: str = "DMP_PII_SALT"
     spark: SparkSettings = field(default_factory=SparkSettings)
     gates: GateSettings = field(default_factory=GateSettings)
+    publish_guard: PublishGuardSettings = field(default_factory=PublishGuardSettings)
     events: EventSettings = field(default_factory=EventSettings)
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     profiles: ProfileSettings = field(default_factory=ProfileSettings)

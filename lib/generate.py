@@ -1,11 +1,12 @@
 """Sample landing data for every source, with dirt injected at known rates and the truth written beside it.
 
-Deterministic for a seed (one ``random.Random`` drawn in a fixed order) and streamed: each day's orders and
+Deterministic for a seed (``random.Random`` streams drawn in a fixed order) and streamed: each day's orders and
 events are written as they are drawn, so memory holds per-customer state, never the events themselves.
 
 ``ground_truth/`` records what later stages must find: the count and the line of every injected fault, each
-customer's behavioural archetype and category tastes, the planted item bundles, the cookie -> customer identity
-links, bots, duplicate-person groups, privacy requests and the planted A/B uplift.
+customer's behavioural archetype, category tastes and style tastes (with each product's style), the planted item
+bundles, the cookie -> customer identity links, bots, duplicate-person groups, privacy requests and the planted A/B
+uplift.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ CATEGORIES = ["apparel", "shoes", "beauty", "home", "kitchen", "electronics", "b
 # Drawn uniformly: 90% of orders end up as revenue, 5% cancelled, 5% returned.
 STATUSES = ["placed", "shipped", *["delivered"] * 16, "cancelled", "returned"]
 CHANNELS = ["web", "app", "store"]
+# Within a category a known customer picks products by style (a latent taste no product column shows): each product
+# has one of STYLES styles, each customer a Dirichlet(STYLE_CONCENTRATION) preference over them, so a few styles
+# dominate. STYLE_FLOOR keeps every product reachable.
+STYLES, STYLE_CONCENTRATION, STYLE_FLOOR = 5, 0.2, 0.02
+# Every so many products is discontinued (active false): still in the history, never to be recommended.
+DISCONTINUED_EVERY = 20
 CITIES = [("Berlin", "DE", "Germany", "+49"), ("Munich", "DE", "Germany", "+49"), ("Paris", "FR", "France", "+33"),
           ("Lyon", "FR", "France", "+33"), ("Madrid", "ES", "Spain", "+34"), ("Milan", "IT", "Italy", "+39"),
           ("Vienna", "AT", "Austria", "+43"), ("Amsterdam", "NL", "Netherlands", "+31")]
@@ -106,6 +113,7 @@ class Customer:
     signup_day: int
     record: dict
     arm: str | None = None
+    style_tastes: list[float] = field(default_factory=list)
     # A customer whose CRM record is broken (required field missing) places no orders in the sample, so every
     # order's ground truth stays exact; orphaned orders are a pipeline behaviour tested on their own.
     record_broken: bool = False
@@ -151,6 +159,7 @@ def generate(out_dir: Path, settings: GeneratorSettings = GeneratorSettings()) -
     duplicate_people = _duplicate_people(rng, customers)
     campaigns, ab_test = _campaigns(rng, settings)
     _assign_arms(rng, customers, ab_test)
+    product_styles = _assign_styles(random.Random(f"styles-{settings.seed}"), products, customers)
 
     _write_products(out_dir, settings, products)
     _write_campaigns(out_dir, settings, campaigns)
@@ -165,13 +174,14 @@ def generate(out_dir: Path, settings: GeneratorSettings = GeneratorSettings()) -
         with (out_dir / "orders" / f"orders_{stamp}.jsonl").open("w") as orders_file, \
                 (out_dir / "events" / f"events_{stamp}.jsonl").open("w") as events_file:
             day_writer = DayWriter(rng, writer, settings, date, day, orders_file, events_file, products, bundles,
-                                   campaigns, ab_test, order_counter, event_counter, pending_resends)
+                                   campaigns, ab_test, order_counter, event_counter, pending_resends,
+                                   product_styles)
             day_writer.write(customers)
     privacy = _write_privacy_requests(rng, out_dir, settings, customers)
 
     truth = _dirt_summary(writer, settings)
     _write_ground_truth(out_dir / "ground_truth", truth, writer, customers, duplicate_people, bundles, ab_test,
-                        privacy)
+                        privacy, product_styles)
     return truth
 
 
@@ -184,8 +194,18 @@ def _products(rng: random.Random, settings: GeneratorSettings) -> list[dict]:
         price = round(min(500.0, rng.lognormvariate(3.2, 0.7)), 2)
         products.append({"product_id": f"p-{i:04d}", "name": f"{category.title()} item {i}", "category": category,
                          "brand": f"brand-{rng.randint(1, 25):02d}", "price": price, "currency": "EUR",
+                         "active": i % DISCONTINUED_EVERY != 0,
                          "updated_at": _iso(dt.datetime.combine(settings.start_date, dt.time(0, 0)))})
     return products
+
+
+def _assign_styles(rng: random.Random, products: list[dict], customers: list[Customer]) -> dict[str, int]:
+    """Each product's style and each customer's style tastes, from a stream of their own so that adding them left
+    every other draw of a seed as it was."""
+    for customer in customers:
+        gammas = [rng.gammavariate(STYLE_CONCENTRATION, 1.0) for _ in range(STYLES)]
+        customer.style_tastes = [g / sum(gammas) for g in gammas]
+    return {p["product_id"]: rng.randrange(STYLES) for p in products}
 
 
 def _bundles(rng: random.Random, products: list[dict]) -> list[list[str]]:
@@ -324,12 +344,12 @@ class DayWriter:
     """One day's sessions, events and orders for every active customer, plus anonymous visitors and bots."""
 
     def __init__(self, rng, writer, settings, date, day, orders_file, events_file, products, bundles, campaigns,
-                 ab_test, order_counter, event_counter, pending_resends):
+                 ab_test, order_counter, event_counter, pending_resends, product_styles):
         self.rng, self.writer, self.settings, self.date, self.day = rng, writer, settings, date, day
         self.orders_file, self.events_file = orders_file, events_file
         self.products, self.bundles, self.campaigns, self.ab_test = products, bundles, campaigns, ab_test
         self.order_counter, self.event_counter = order_counter, event_counter
-        self.pending_resends = pending_resends
+        self.pending_resends, self.product_styles = pending_resends, product_styles
         self.by_category = {c: [p for p in products if p["category"] == c] for c in CATEGORIES}
         self.bundle_of = {b[0]: b for b in bundles}
         self.midnight = dt.datetime.combine(date, dt.time())
@@ -424,7 +444,10 @@ class DayWriter:
         candidates = self.by_category[category]
         if customer is not None and ARCHETYPES[customer.archetype].spend < 0.8:
             candidates = sorted(candidates, key=lambda p: p["price"])[: max(1, len(candidates) // 4)]
-        return self.rng.choice(candidates)
+        if customer is None:
+            return self.rng.choice(candidates)
+        weights = [customer.style_tastes[self.product_styles[p["product_id"]]] + STYLE_FLOOR for p in candidates]
+        return self.rng.choices(candidates, weights)[0]
 
     def _order(self, customer: Customer, viewed: list[dict], when: dt.datetime, channel: str) -> str:
         profile = ARCHETYPES[customer.archetype]
@@ -596,12 +619,15 @@ def _dirt_summary(writer: LandingWriter, settings: GeneratorSettings) -> dict:
 
 def _write_ground_truth(folder: Path, truth: dict, writer: LandingWriter, customers: list[Customer],
                         duplicate_people: dict[str, str], bundles: list[list[str]], ab_test: dict,
-                        privacy: list[dict]) -> None:
+                        privacy: list[dict], product_styles: dict[str, int]) -> None:
     (folder / "dirt.json").write_text(json.dumps(truth, indent=2) + "\n")
     _csv(folder / "dirt_records.csv", ["source", "kind", "key", "file", "line_no"], writer.dirt_records)
     _csv(folder / "archetypes.csv", ["customer_id", "archetype"], [(c.customer_id, c.archetype) for c in customers])
     _csv(folder / "tastes.csv", ["customer_id", *CATEGORIES],
          [(c.customer_id, *(f"{t:.4f}" for t in c.tastes)) for c in customers])
+    _csv(folder / "style_tastes.csv", ["customer_id", *(f"style_{k}" for k in range(STYLES))],
+         [(c.customer_id, *(f"{t:.4f}" for t in c.style_tastes)) for c in customers])
+    _csv(folder / "product_styles.csv", ["product_id", "style"], sorted(product_styles.items()))
     (folder / "bundles.json").write_text(json.dumps(bundles) + "\n")
     _csv(folder / "identity.csv", ["anonymous_id", "customer_id"],
          [(cookie, c.customer_id) for c in customers for cookie in c.cookies])

@@ -78,6 +78,12 @@ def last_commit(spark: SparkSession, config: Config, table: str) -> Commit | Non
     return Commit(entry["version"], entry["timestamp"], entry["operation"])
 
 
+def restore_table(spark: SparkSession, config: Config, table: str, version: int) -> int:
+    """Delta RESTORE of ``table`` to ``version``, itself committed as a new version. Returns that new version."""
+    DeltaTable.forPath(spark, config.table_path(table)).restoreToVersion(version)
+    return table_version(spark, config, table)
+
+
 def list_tables(spark: SparkSession, config: Config, layers: Sequence[str] | None = None) -> list[str]:
     """The Delta tables under the lakehouse as ``<layer>.<name>``, sorted: of ``layers``, or of every layer folder
     (folders starting with ``_`` hold checkpoints, models and secrets, not layers)."""

@@ -313,14 +313,8 @@ def gold_daily_revenue(ctx: JobContext) -> None:
 
 
 def _publish_gold(ctx: JobContext, rows: DataFrame, table: str, key: list[str]) -> DataFrame:
-    """Gate a whole recomputed gold table and MERGE what passes, deleting keys that are gone, so a re-run on the
-    same input leaves the table as it was. Returns the published rows."""
-    accounting = ctx.accounting(table)
-    accounting.add(rows_in=rows.count())
-    gate = ctx.gate(rows, table, key, quarantine=f"quarantine.{table.partition('.')[2]}")
-    accounting.add(quarantined=gate.rows_failed, published=gate.rows_checked - gate.rows_failed)
-    io.merge_upsert(ctx.spark, gate.passed_rows, ctx.config, table, key, delete_missing=True)
-    return gate.passed_rows
+    """Gate a whole recomputed gold table, guard and MERGE what passes. Returns the published rows."""
+    return ctx.publish_recomputed([(rows, table, key)])[0]
 
 
 def _profile_date(ctx: JobContext, orders_df: DataFrame, events_df: DataFrame) -> dt.date:
@@ -379,6 +373,7 @@ def _segment_assignments(ctx: JobContext, features: DataFrame, as_of: dt.date) -
                      "chosen_k": trained.k, "silhouette": trained.silhouettes[trained.k]},
             model_path=model_path,
         )
+        ctx.refuse_metric_drop("customer_segments", "silhouette", trained.silhouettes[trained.k])
     ids = ctx.spark.createDataFrame([(row[0], row[1], row[2]) for row in describe],
                                     "segment_id int, cluster int, segment_name string")
     assignments = segments.assign_clusters(model, features).join(F.broadcast(ids), segments.CLUSTER).cache()
@@ -471,17 +466,12 @@ def gold_patterns(ctx: JobContext) -> None:
     run_details = dict(baskets=basket_count, baskets_capped=capped.capped, items_dropped_by_cap=capped.items_dropped,
                        min_count_requested=guard.requested_count, min_count=guard.min_count,
                        estimated_itemsets=guard.estimate)
-    published = []
-    # Both gates pass before either table moves, so rules never refer to itemsets of another run.
-    for rows, table, key in ((itemsets, "gold.frequent_itemsets", "itemset_key"),
-                             (patterns.rules_with_checks(rules), "gold.purchase_rules", "rule_key")):
-        accounting = ctx.accounting(table)
-        accounting.add(rows_in=rows.count(), **run_details)
-        gate = ctx.gate(rows, table, [key], quarantine=f"quarantine.{table.partition('.')[2]}")
-        accounting.add(quarantined=gate.rows_failed, published=gate.rows_checked - gate.rows_failed)
-        published.append((gate.passed_rows.drop(*patterns.CHECK_COLUMNS), table, key))
-    for rows, table, key in published:
-        io.merge_upsert(ctx.spark, rows, ctx.config, table, [key], delete_missing=True)
+    tables = ((itemsets, "gold.frequent_itemsets", ["itemset_key"]),
+              (patterns.rules_with_checks(rules), "gold.purchase_rules", ["rule_key"]))
+    for _, table, _ in tables:
+        ctx.accounting(table).add(**run_details)
+    # Together, so rules never refer to itemsets of another run.
+    ctx.publish_recomputed(tables, check_columns=patterns.CHECK_COLUMNS)
     for cached in (rules, itemsets, basket_rows):
         cached.unpersist()
 
@@ -492,8 +482,9 @@ def gold_recommendations(ctx: JobContext) -> None:
     settings = ctx.config.recommendations
     read = lambda table: io.read_table(ctx.spark, ctx.config, table)  # noqa: E731
     events_df, items, identity_map = read("silver.events"), read("silver.order_items"), read("silver.identity_map")
-    catalogue = read("silver.products").select("product_id")
-    people = read("gold.customer_profile").select("person_id", "segment_id").cache()
+    catalogue = read("silver.products")
+    recommendable = recommend.recommendable_products(catalogue).cache()
+    people = read("gold.customer_profile").select("person_id", "segment_id", "favourite_category").cache()
     as_of = _profile_date(ctx, items, events_df)
 
     def feedback(day: dt.date) -> DataFrame:
@@ -506,14 +497,15 @@ def gold_recommendations(ctx: JobContext) -> None:
     search = recommend.search_params(
         train, split, people, catalogue, recommend.purchased(items, identity_map, split.train_as_of),
         recommend.param_grid(settings.ranks, settings.reg_params, settings.alphas), settings.top_n, settings.seed,
-        settings.max_iter, checkpoint_dir, settings.checkpoint_interval)
+        settings.max_iter, checkpoint_dir, settings.checkpoint_interval, settings.new_product_slots)
     train.unpersist()
     full = feedback(as_of)
     idx = recommend.indexes(full, catalogue)
     model = recommend.fit_als(idx.ratings(full), search.chosen, settings.seed, settings.max_iter, checkpoint_dir,
                               settings.checkpoint_interval)
     bought = recommend.purchased(items, identity_map, as_of).cache()
-    recommended = recommend.recommend(model, idx, people, full, bought, settings.top_n).cache()
+    recommended = recommend.recommend(model, idx, people, full, bought, recommendable, settings.top_n,
+                                      settings.new_product_slots).cache()
     similar = recommend.similar_products(model, idx, settings.similar_k).cache()
     metrics = {f"{model_name}_{name}": value for model_name, measured in
                (("als", search.best.metrics), ("popularity", search.baseline)) for name, value in measured.items()}
@@ -533,22 +525,15 @@ def gold_recommendations(ctx: JobContext) -> None:
     # ops.job_runs details hold whole numbers: the hold-out metrics as parts per ten thousand.
     details = {f"{k}_per_10k": round(v * 10_000) for k, v in metrics.items()
                if k.startswith(("als_", "popularity_")) and not k.endswith("people_evaluated")}
-    published = []
-    # Both gates pass before either table moves.
-    for rows, table, key, checks in (
-            (recommend.recommendations_with_checks(recommended, bought, settings.top_n), "gold.recommendations",
-             ["person_id", "rank"], recommend.CHECK_COLUMNS),
-            (recommend.similar_products_with_checks(similar), "gold.similar_products", ["product_id", "rank"],
-             recommend.SIMILAR_CHECK_COLUMNS)):
-        accounting = ctx.accounting(table)
-        accounting.add(rows_in=rows.count())
-        gate = ctx.gate(rows, table, key, quarantine=f"quarantine.{table.partition('.')[2]}")
-        accounting.add(quarantined=gate.rows_failed, published=gate.rows_checked - gate.rows_failed)
-        published.append((gate.passed_rows.drop(*checks), table, key))
     ctx.accounting("gold.recommendations").add(**details)
-    for rows, table, key in published:
-        io.merge_upsert(ctx.spark, rows, ctx.config, table, key, delete_missing=True)
-    for cached in (similar, recommended, bought, full, people):
+    if search.candidates:
+        ctx.refuse_metric_drop("recommendations_als", "als_ndcg_at_k", search.best.metrics["ndcg_at_k"])
+    ctx.publish_recomputed(
+        [(recommend.recommendations_with_checks(recommended, bought, recommendable, settings.top_n),
+          "gold.recommendations", ["person_id", "rank"]),
+         (recommend.similar_products_with_checks(similar), "gold.similar_products", ["product_id", "rank"])],
+        check_columns=[*recommend.CHECK_COLUMNS, *recommend.SIMILAR_CHECK_COLUMNS])
+    for cached in (similar, recommended, bought, full, people, recommendable):
         cached.unpersist()
 
 
@@ -618,25 +603,11 @@ def gold_campaign_insight(ctx: JobContext) -> None:
         [row for campaign_id, plan in sorted(plans.items()) for row in campaigns.ab_test_read_out(
             campaign_id, plan, arms[campaign_id], settings.significance_level, settings.srm_alpha)],
         campaigns.AB_RESULT_SCHEMA)
-    _gate_all_then_merge(ctx, [(funnel, "gold.funnel_daily", ["day", "channel", "campaign_id"]),
-                               (performance, "gold.campaign_performance", ["campaign_id"]),
-                               (read_outs, "gold.ab_test_results", ["campaign_id", "variant"])])
+    ctx.publish_recomputed([(funnel, "gold.funnel_daily", ["day", "channel", "campaign_id"]),
+                            (performance, "gold.campaign_performance", ["campaign_id"]),
+                            (read_outs, "gold.ab_test_results", ["campaign_id", "variant"])])
     for cached in (performance, credits, touches, purchases, person_events, funnel, campaign_rows):
         cached.unpersist()
-
-
-def _gate_all_then_merge(ctx: JobContext, tables: Sequence[tuple[DataFrame, str, list[str]]]) -> None:
-    """Gate every recomputed gold table first and MERGE (deleting keys that are gone) only when all pass, so the
-    tables of one job never mix runs."""
-    passed = []
-    for rows, table, key in tables:
-        accounting = ctx.accounting(table)
-        accounting.add(rows_in=rows.count())
-        gate = ctx.gate(rows, table, key, quarantine=f"quarantine.{table.partition('.')[2]}")
-        accounting.add(quarantined=gate.rows_failed, published=gate.rows_checked - gate.rows_failed)
-        passed.append((gate.passed_rows, table, key))
-    for rows, table, key in passed:
-        io.merge_upsert(ctx.spark, rows, ctx.config, table, key, delete_missing=True)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ by config and decayed exponentially with age, up to the end of an as-of day (not
 integer ids, so people and products are numbered (alphabetically, so a re-run numbers them the same). A person ALS
 knows nothing about (no interactions) or cannot fill N rows for gets the most popular products of their KMeans
 segment (gold.customer_profile), else of everyone; ``reason`` on each row says which. Already-purchased products
-are never recommended.
+and products the catalogue marks inactive are never recommended. Products nobody has interacted with yet (cold
+items, unknown to ALS and to popularity) get a reserved slot at the end of the list of people whose favourite
+category they belong to.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ PURCHASE = "purchase"
 REASON_ALS = "als"
 REASON_SEGMENT = "segment_popular"
 REASON_POPULAR = "popular"
+REASON_NEW = "new_in_favourite_category"
 # Lower is preferred when a product reaches a person by several routes.
 _PRIORITY = {REASON_ALS: 0, REASON_SEGMENT: 1, REASON_POPULAR: 2}
 USER, ITEM, STRENGTH = "user", "item", "strength"
@@ -156,6 +159,17 @@ def als_candidates(model: ALSModel, idx: Indexes, people: DataFrame, depth: int)
             .select("person_id", "product_id", "score", F.lit(REASON_ALS).alias("reason")))
 
 
+def recommendable_products(catalogue: DataFrame) -> DataFrame:
+    """product_id, category of the products that may be recommended: active ones (a catalogue without the flag,
+    null, counts as active)."""
+    active = F.coalesce(F.col("active"), F.lit(True)) if "active" in catalogue.columns else F.lit(True)
+    return catalogue.filter(active).select("product_id", "category")
+
+
+def only_recommendable(rows: DataFrame, recommendable: DataFrame) -> DataFrame:
+    return rows.join(recommendable.select("product_id"), "product_id", "left_semi")
+
+
 def popular_products(interactions_df: DataFrame, depth: int, segments: DataFrame | None = None) -> DataFrame:
     """product_id, score (summed strength), [segment_id]: the ``depth`` most popular products overall, or per
     segment of ``segments`` (person_id, segment_id)."""
@@ -191,6 +205,31 @@ def top_n(candidates: DataFrame, bought: DataFrame, n: int) -> DataFrame:
             .select(*RECOMMENDATION_COLUMNS))
 
 
+def new_product_candidates(people: DataFrame, recommendable: DataFrame, interactions_df: DataFrame,
+                           slots: int) -> DataFrame:
+    """person_id, product_id, score, reason: up to ``slots`` recommendable products nobody has interacted with,
+    from each person's favourite category (people: person_id, favourite_category), lowest product id first."""
+    cold = recommendable.join(interactions_df.select("product_id").distinct(), "product_id", "left_anti")
+    order = Window.partitionBy("person_id").orderBy("product_id")
+    return (people.select("person_id", F.col("favourite_category").alias("category")).join(cold, "category")
+            .withColumn("_slot", F.row_number().over(order)).filter(F.col("_slot") <= slots)
+            .select("person_id", "product_id", F.lit(0.0).alias("score"), F.lit(REASON_NEW).alias("reason")))
+
+
+def with_new_products(ranked: DataFrame, new: DataFrame, n: int) -> DataFrame:
+    """``ranked`` (top n per person) with its last places given to the person's ``new`` products, which follow
+    the kept rows in rank order; ranks stay 1..n without gaps."""
+    person = Window.partitionBy("person_id")
+    reserved = new.withColumn("_reserved", F.count(F.lit(1)).over(person))
+    kept = ranked.join(reserved.select("person_id", "_reserved").distinct(), "person_id", "left").filter(
+        F.col("rank") <= n - F.coalesce("_reserved", F.lit(0))).drop("_reserved")
+    after = kept.groupBy("person_id").agg(F.max("rank").alias("_after"))
+    placed = (reserved.join(after, "person_id", "left")
+              .withColumn("rank", F.coalesce("_after", F.lit(0)) + F.row_number().over(person.orderBy("product_id")))
+              .select(*RECOMMENDATION_COLUMNS))
+    return kept.unionByName(placed)
+
+
 def _candidate_depth(bought: DataFrame, n: int) -> int:
     """Candidates per person so that ``n`` remain after removing what the heaviest buyer already bought."""
     most = bought.groupBy("person_id").count().agg(F.max("count")).first()[0]
@@ -198,24 +237,31 @@ def _candidate_depth(bought: DataFrame, n: int) -> int:
 
 
 def recommend(model: ALSModel | None, idx: Indexes | None, people: DataFrame, interactions_df: DataFrame,
-              bought: DataFrame, n: int) -> DataFrame:
-    """Top ``n`` per person of ``people`` (person_id, segment_id): ALS where it knows the person, topped up (or
-    replaced, for cold-start people) by segment-popular and popular products; nothing already bought."""
+              bought: DataFrame, recommendable: DataFrame, n: int, new_product_slots: int = 0) -> DataFrame:
+    """Top ``n`` per person of ``people`` (person_id, segment_id, favourite_category): ALS where it knows the
+    person, topped up (or replaced, for cold-start people) by segment-popular and popular products, the last
+    ``new_product_slots`` places kept for cold items of their favourite category; only ``recommendable``
+    products, nothing already bought."""
+    known = only_recommendable(interactions_df, recommendable)
     depth = _candidate_depth(bought, n)
-    popular = popular_products(interactions_df, depth)
-    segment_popular = popular_products(interactions_df, depth, people)
+    popular = popular_products(known, depth)
+    segment_popular = popular_products(known, depth, people)
+    new = new_product_candidates(people, recommendable, interactions_df, new_product_slots)
     if model is None:
-        return top_n(fallback_candidates(people, segment_popular, popular), bought, n)
-    personal = als_candidates(model, idx, people, depth).cache()
+        return with_new_products(top_n(fallback_candidates(people, segment_popular, popular), bought, n), new, n)
+    unavailable = idx.products.join(recommendable, "product_id", "left_anti").count()
+    personal = only_recommendable(als_candidates(model, idx, people, depth + unavailable), recommendable).cache()
     served = (personal.join(bought, ["person_id", "product_id"], "left_anti").groupBy("person_id")
               .agg(F.count(F.lit(1)).alias("_served")))
     short = people.join(served, "person_id", "left").filter(F.coalesce("_served", F.lit(0)) < n).drop("_served")
-    return top_n(personal.unionByName(fallback_candidates(short, segment_popular, popular)), bought, n)
+    ranked = top_n(personal.unionByName(fallback_candidates(short, segment_popular, popular)), bought, n)
+    return with_new_products(ranked, new, n)
 
 
-def popularity_baseline(people: DataFrame, interactions_df: DataFrame, bought: DataFrame, n: int) -> DataFrame:
+def popularity_baseline(people: DataFrame, interactions_df: DataFrame, bought: DataFrame, recommendable: DataFrame,
+                        n: int) -> DataFrame:
     """Everyone gets the same most popular products (minus what they bought): the baseline ALS must beat."""
-    popular = popular_products(interactions_df, _candidate_depth(bought, n))
+    popular = popular_products(only_recommendable(interactions_df, recommendable), _candidate_depth(bought, n))
     candidates = people.select("person_id").crossJoin(F.broadcast(popular)).withColumn("reason",
                                                                                      F.lit(REASON_POPULAR))
     return top_n(candidates, bought, n)
@@ -282,7 +328,7 @@ class ModelSearch:
 
 def search_params(train: DataFrame, split: TimeSplit, people: DataFrame, catalogue: DataFrame, bought: DataFrame,
                   grid: Sequence[AlsParams], n: int, seed: int, max_iter: int, checkpoint_dir: str,
-                  checkpoint_interval: int = 5) -> ModelSearch:
+                  checkpoint_interval: int = 5, new_product_slots: int = 0) -> ModelSearch:
     """Fit each of ``grid`` on ``train`` (interactions up to ``split.train_as_of``), recommend to the people with
     held-out purchases, and choose the parameters with the best NDCG@n (ties: first in the grid). The popularity
     baseline is measured on the same people. Without any held-out purchase, or without any interaction before the
@@ -294,6 +340,7 @@ def search_params(train: DataFrame, split: TimeSplit, people: DataFrame, catalog
         evaluated.unpersist()
         return ModelSearch(grid[0], [], {}, split)
     idx = indexes(train, catalogue)
+    recommendable = recommendable_products(catalogue)
     ratings = idx.ratings(train).cache()
     judged = people.join(evaluated.select("person_id").distinct(), "person_id", "left_semi").cache()
     catalogue_size = idx.products.count()
@@ -301,8 +348,9 @@ def search_params(train: DataFrame, split: TimeSplit, people: DataFrame, catalog
     candidates = []
     for params in grid:
         model = fit_als(ratings, params, seed, max_iter, checkpoint_dir, checkpoint_interval)
-        candidates.append(Evaluation(params, measure(recommend(model, idx, judged, train, bought, n))))
-    baseline = measure(popularity_baseline(judged, train, bought, n))
+        candidates.append(Evaluation(params, measure(recommend(model, idx, judged, train, bought, recommendable, n,
+                                                               new_product_slots))))
+    baseline = measure(popularity_baseline(judged, train, bought, recommendable, n))
     best = max(candidates, key=lambda e: (e.metrics["ndcg_at_k"], -candidates.index(e)))
     for cached in (ratings, evaluated, judged):
         cached.unpersist()
@@ -310,15 +358,19 @@ def search_params(train: DataFrame, split: TimeSplit, people: DataFrame, catalog
 
 
 CHECK_COLUMNS = ["_rank_gap", "_rank_beyond_top_n", "_rows_per_person_product", "_already_purchased",
-                 "_score_finite"]
+                 "_score_finite", "_product_recommendable"]
 
 
-def recommendations_with_checks(recommended: DataFrame, bought: DataFrame, n: int) -> DataFrame:
+def recommendations_with_checks(recommended: DataFrame, bought: DataFrame, recommendable: DataFrame,
+                                n: int) -> DataFrame:
     """``recommended`` plus the columns its gate checks: ranks 1..n without gaps, one row per person and product,
-    nothing already bought, finite scores."""
+    nothing already bought, only active catalogue products, finite scores."""
     person = Window.partitionBy("person_id")
     bought_flag = bought.select("person_id", "product_id", F.lit(True).alias("_already_purchased"))
+    active_flag = recommendable.select("product_id", F.lit(True).alias("_product_recommendable"))
     return (recommended
+            .join(active_flag, "product_id", "left")
+            .withColumn("_product_recommendable", F.coalesce("_product_recommendable", F.lit(False)))
             .withColumn("_rank_gap", F.max("rank").over(person) - F.count(F.lit(1)).over(person))
             .withColumn("_rank_beyond_top_n", F.col("rank") > n)
             .withColumn("_rows_per_person_product",

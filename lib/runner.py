@@ -6,13 +6,13 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lib import io
+from lib import io, publish_guard
 from lib.config import Config
 from lib.quality import FAILED_RULES, GateFailed, GateResult, validate
 from lib.spark import persisted_rdd_ids, unpersist_rdds
@@ -81,6 +81,8 @@ class JobContext:
     # Bronze-shaped rows a silver job validates and publishes instead of its new bronze rows: quarantined rows
     # being replayed (lib/quarantine.py).
     replay_rows: DataFrame | None = None
+    # The job's name: its last published model runs are those of its successful runs.
+    job: str = ""
 
     def accounting(self, table: str) -> TableRun:
         """The row accounting of ``table`` in this run; kept even when the job fails part way."""
@@ -142,6 +144,54 @@ class JobContext:
         if not result.passed:
             raise GateFailed(result.failure_message())
         return result
+
+    def publish_recomputed(self, tables: Sequence[tuple[DataFrame, str, list[str]]],
+                           check_columns: Sequence[str] = ()) -> list[DataFrame]:
+        """Gate each whole recomputed table, refuse any clearly worse than the one published now (publish guard),
+        then MERGE them all on their keys, deleting keys that are gone: a job's tables move together or not at all,
+        and a re-run on the same input leaves them as they were. ``check_columns`` (added for the gates only) are
+        not published. Returns the published rows of each table."""
+        passed = []
+        for rows, table, key in tables:
+            accounting = self.accounting(table)
+            accounting.add(rows_in=rows.count())
+            gate = self.gate(rows, table, key, quarantine=f"quarantine.{table.partition('.')[2]}")
+            accounting.add(quarantined=gate.rows_failed, published=gate.rows_checked - gate.rows_failed)
+            passed.append((gate.passed_rows.drop(*check_columns), table, key))
+        for rows, table, _ in passed:
+            self.refuse_regression(rows, table)
+        for rows, table, key in passed:
+            io.merge_upsert(self.spark, rows, self.config, table, key, delete_missing=True)
+        return [rows for rows, _, _ in passed]
+
+    def refuse_regression(self, candidate: DataFrame, table: str) -> None:
+        """Raise PublishRefused when ``candidate``, the whole new content of ``table``, has clearly fewer rows or
+        more nulls than the published table."""
+        guard = self.config.publish_guard
+        if not guard.enabled or not io.table_exists(self.spark, self.config, table):
+            return
+        published = publish_guard.table_shape(io.read_table(self.spark, self.config, table))
+        problems = publish_guard.table_regressions(published, publish_guard.table_shape(candidate), guard)
+        if problems:
+            raise publish_guard.refusal(table, problems,
+                                        f"if an earlier publish was the bad one, `dmp rollback {table}`")
+
+    def refuse_metric_drop(self, model: str, metric: str, value: float) -> None:
+        """Raise PublishRefused when ``metric`` (higher is better) of ``model`` fell clearly below its value in
+        this job's last successful run."""
+        guard = self.config.publish_guard
+        if not guard.enabled or not all(io.table_exists(self.spark, self.config, t) for t in (MODEL_RUNS, JOB_RUNS)):
+            return
+        succeeded = (io.read_table(self.spark, self.config, JOB_RUNS)
+                     .filter((F.col("job") == self.job) & (F.col("status") == "succeeded")).select("run_id"))
+        last = (io.read_table(self.spark, self.config, MODEL_RUNS)
+                .filter((F.col("model") == model) & (F.col("run_id") != self.run_id))
+                .join(succeeded, "run_id", "left_semi")
+                .orderBy(F.col("recorded_at").desc()).select(F.col("metrics")[metric]).first())
+        problem = publish_guard.metric_regression(metric, last[0] if last else None, value, guard)
+        if problem:
+            raise publish_guard.refusal(f"model {model}", [problem],
+                                        "its tables keep what the last published model produced")
 
 
 QUALITY_SCHEMA = (
@@ -206,7 +256,7 @@ def run_job(
     clock = time.monotonic()
     persisted_before = persisted_rdd_ids(spark)
     context = JobContext(spark, config, run_id, input_versions=io.table_versions(spark, config, reads),
-                         consumed_versions=consumed or {}, replay_rows=replay_rows)
+                         consumed_versions=consumed or {}, replay_rows=replay_rows, job=name)
     try:
         function(context)
         status, error = "succeeded", None

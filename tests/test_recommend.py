@@ -1,6 +1,6 @@
-"""Recommendations on generated data: ALS finds the customers' planted category tastes far better than popularity,
-bought products are never recommended, everyone gets N rows, cold-start people get the fallback, a re-run leaves
-the tables as they were.
+"""Recommendations on generated data: ALS finds the customers' planted category and style tastes far better than
+popularity, bought and discontinued products are never recommended, a new product takes the reserved last place,
+everyone gets N rows, cold-start people get the fallback, a re-run leaves the tables as they were.
 
 The job's inputs are written straight from the generator's landing files and ground truth (identity links,
 archetypes as segments) instead of through the whole pipeline, which other tests cover: it keeps this module
@@ -31,8 +31,11 @@ SETTINGS = RecommendationSettings(ranks=(10,), reg_params=(0.1,), alphas=(1.0, 1
 # Two people with no history: one in a segment whose members have interactions, one alone in a new segment.
 COLD_IN_SEGMENT, COLD_ALONE = "c-cold-in-segment", "c-cold-alone"
 LONE_SEGMENT = 99
-# The issue asks for 2x; measured on this data set: see docs/ARCHITECTURE.md, "Recommendations".
-MIN_NDCG_RATIO = 1.5
+# A product added to the catalogue that nobody has seen yet: ALS cannot rank it, so it takes the reserved last
+# place of the people whose favourite category it belongs to.
+NEW_PRODUCT, NEW_PRODUCT_CATEGORY = "p-new", "kitchen"
+# Measured on this data set: see docs/ARCHITECTURE.md, "Recommendations".
+MIN_NDCG_RATIO = 2.0
 
 
 def _csv_rows(path: Path) -> list[dict]:
@@ -56,16 +59,21 @@ def silver_like_inputs(spark: SparkSession, landing: Path, settings: GeneratorSe
     order_items = orders.select("order_id", "customer_id", "order_ts", F.posexplode("items").alias("line_no", "it")) \
         .select("order_id", "line_no", "customer_id", "order_ts", F.col("it.product_id").alias("product_id")) \
         .filter(F.col("product_id").isNotNull())
-    products = spark.read.option("multiLine", True).json(str(landing / "products")).select("product_id").distinct()
+    products = (spark.read.option("multiLine", True).json(str(landing / "products"))
+                .select("product_id", "category", "active").distinct()
+                .unionByName(spark.createDataFrame([(NEW_PRODUCT, NEW_PRODUCT_CATEGORY, True)],
+                                                   "product_id string, category string, active boolean")))
     truth = landing / "ground_truth"
     archetypes = {row["customer_id"]: row["archetype"] for row in _csv_rows(truth / "archetypes.csv")}
+    favourite = {row.pop("customer_id"): max(row, key=lambda category: float(row[category]))
+                 for row in _csv_rows(truth / "tastes.csv")}
     segment_of = {name: number + 1 for number, name in enumerate(sorted(set(archetypes.values())))}
     links = [("customer_id", c, c) for c in [*archetypes, COLD_IN_SEGMENT, COLD_ALONE]] + [
         ("anonymous_id", row["anonymous_id"], row["customer_id"]) for row in _csv_rows(truth / "identity.csv")]
     identity_map = spark.createDataFrame(links, "identifier_type string, identifier string, person_id string")
-    segments = [(c, segment_of[a]) for c, a in archetypes.items()]
-    profile = spark.createDataFrame(segments + [(COLD_IN_SEGMENT, 1), (COLD_ALONE, LONE_SEGMENT)],
-                                    "person_id string, segment_id int")
+    segments = [(c, segment_of[a], favourite[c]) for c, a in archetypes.items()]
+    profile = spark.createDataFrame(segments + [(COLD_IN_SEGMENT, 1, None), (COLD_ALONE, LONE_SEGMENT, None)],
+                                    "person_id string, segment_id int, favourite_category string")
     return {"silver.events": events, "silver.order_items": order_items, "silver.identity_map": identity_map,
             "silver.products": products, "gold.customer_profile": profile}
 
@@ -90,8 +98,9 @@ def _table(spark, config, table: str) -> list:
 @pytest.mark.slow
 def test_recommendations_on_generated_tastes(spark, recommended):
     """One job run, every property of its tables: ALS beats popularity on the hold-out, the search keeps its best
-    parameters, N rows per person ranked 1..N, nothing bought, fallbacks for cold-start people, similar products
-    mostly of the same category (tastes are per category), and a re-run leaves both tables as they were."""
+    parameters, N rows per person ranked 1..N, nothing bought or discontinued, fallbacks for cold-start people and
+    the new product, similar products mostly sharing a planted taste (category or style), and a re-run leaves both
+    tables as they were."""
     config, run = recommended
     model_run = io.read_table(spark, config, "ops.model_runs").filter("model = 'recommendations_als'").first()
     metrics, params = model_run["metrics"], model_run["params"]
@@ -125,14 +134,28 @@ def test_recommendations_on_generated_tastes(spark, recommended):
     assert reasons == {COLD_IN_SEGMENT: [recommend.REASON_SEGMENT], COLD_ALONE: [recommend.REASON_POPULAR]}
     assert recs.filter(F.col("reason") == recommend.REASON_ALS).count() > 0.9 * recs.count()
 
+    # Discontinued products were bought and viewed, so ALS scores them, but nobody is offered one.
+    discontinued = read("silver.products").filter("NOT active").select("product_id")
+    assert discontinued.join(read("silver.order_items"), "product_id", "left_semi").count() > 0
+    assert recs.join(discontinued, "product_id").count() == 0
+    # The new product sits last for exactly the people whose favourite category it belongs to.
+    fans = people.filter(F.col("favourite_category") == NEW_PRODUCT_CATEGORY).select("person_id")
+    offered = recs.filter(F.col("product_id") == NEW_PRODUCT)
+    assert fans.count() > 0
+    assert sorted(offered.select("person_id", "rank", "reason").collect()) == sorted(
+        (row["person_id"], SETTINGS.top_n, recommend.REASON_NEW) for row in fans.collect())
+
     similar = read("gold.similar_products")
-    categories = spark.read.option("multiLine", True).json(str(config.landing_root + "/products")).select(
-        "product_id", "category")
-    same = (similar.join(categories, "product_id")
-            .join(categories.withColumnRenamed("product_id", "similar_product_id")
-                  .withColumnRenamed("category", "similar_category"), "similar_product_id")
-            .agg(F.avg((F.col("category") == F.col("similar_category")).cast("double"))).first()[0])
-    assert same > 0.5, same  # chance: 1 in 10 categories
+    landing = Path(config.landing_root)
+    catalogue = spark.read.option("multiLine", True).json(str(landing / "products"))
+    styles = spark.read.option("header", True).csv(str(landing / "ground_truth" / "product_styles.csv"))
+    tastes = catalogue.join(styles, "product_id").select("product_id", "category", "style")
+    neighbour = tastes.select(F.col("product_id").alias("similar_product_id"),
+                              F.col("category").alias("similar_category"), F.col("style").alias("similar_style"))
+    shared = (similar.join(tastes, "product_id").join(neighbour, "similar_product_id")
+              .agg(F.avg(((F.col("category") == F.col("similar_category"))
+                          | (F.col("style") == F.col("similar_style"))).cast("double"))).first()[0])
+    assert shared > 0.7, shared  # chance: 1 - 9/10 * 4/5 = 0.28
     assert similar.groupBy("product_id").count().agg(F.max("count")).first()[0] == SETTINGS.similar_k
 
     before = {t: _table(spark, config, t) for t in ("gold.recommendations", "gold.similar_products")}
