@@ -221,7 +221,8 @@ def rollback(
         console.print(f"[red]{table} is at version {current}: --to-version must be between 0 and {current - 1}."
                       "[/red]")
         raise typer.Exit(2)
-    restored = io.restore_table(spark, config, table, target)
+    with _lakehouse_locked():
+        restored = io.restore_table(spark, config, table, target)
     rows = io.read_table(spark, config, table).count()
     console.print(f"{table}: restored the content of version {target} (was version {current}); now version "
                   f"{restored}, {rows:,} rows")
@@ -359,7 +360,7 @@ def quarantine_replay(table: QuarantineTable) -> None:
     except ReplayUnsupported as error:
         console.print(f"[red]{escape(str(error))}[/red]")
         raise typer.Exit(2) from error
-    with console.status("replaying quarantined rows ..."):
+    with _lakehouse_locked(), console.status("replaying quarantined rows ..."):
         try:
             result = replay(spark_session(_config()), _config(), table)
         except io.TableNotFound as error:
@@ -376,6 +377,21 @@ def quarantine_replay(table: QuarantineTable) -> None:
         raise typer.Exit(1)
 
 
+@contextlib.contextmanager
+def _lakehouse_locked() -> Iterator[None]:
+    """Hold the lakehouse lock for a command that writes tables outside `run_pipeline` (which locks itself); a
+    run that holds it too long ends the command with its message."""
+    from lib.lock import LakehouseBusy, lakehouse_lock
+
+    config = _config()
+    try:
+        with lakehouse_lock(config.lakehouse_root, config.concurrency.lock_wait_seconds):
+            yield
+    except LakehouseBusy as busy:
+        console.print(f"[red]{escape(str(busy))}[/red]")
+        raise typer.Exit(3) from busy
+
+
 def _run_and_report(jobs: list[str] | None, start_from: str | None = None, force: bool = False) -> None:
     from lib.pipeline import run_pipeline, selected_jobs
     from lib.spark import spark_session
@@ -387,10 +403,16 @@ def _run_and_report(jobs: list[str] | None, start_from: str | None = None, force
         raise typer.Exit(2) from error
     with console.status("starting Spark (the first start downloads the Delta jars) ..."):
         spark = spark_session(_config())
+    from lib.lock import LakehouseBusy
+
     progress = PipelineProgress(planned)
-    with progress.shown(console):
-        runs = run_pipeline(spark, _config(), jobs, start_from, force, on_job_start=progress.started,
-                            on_job_done=progress.done)
+    try:
+        with progress.shown(console):
+            runs = run_pipeline(spark, _config(), jobs, start_from, force, on_job_start=progress.started,
+                                on_job_done=progress.done)
+    except LakehouseBusy as busy:
+        console.print(f"[red]{escape(str(busy))}[/red]")
+        raise typer.Exit(3) from busy
     console.print(summary_table(runs))
     if not all(run.ok for run in runs):
         raise typer.Exit(1)
@@ -554,7 +576,7 @@ def audience_build(
     job = PIPELINE["gold_audiences"]
     with console.status("starting Spark ..."):
         spark = spark_session(_config())
-    with console.status("building audiences ..."):
+    with _lakehouse_locked(), console.status("building audiences ..."):
         run = run_job(job.name, partial(gold_audiences, only=only), spark, _config(), new_run_id(), reads=job.reads)
     console.print(summary_table([run]))
     if not run.ok:

@@ -63,6 +63,15 @@ class PublishGuardSettings:
 
 
 @dataclass(frozen=True)
+class ConcurrencySettings:
+    # A pipeline run waits this long for another run on the same lakehouse to finish, then fails saying which.
+    lock_wait_seconds: float = 600.0
+    # A Delta commit that conflicts with a concurrent writer's is tried again on the new version, this many times
+    # in all, before the job fails.
+    conflict_attempts: int = 4
+
+
+@dataclass(frozen=True)
 class EventSettings:
     session_gap_minutes: int = 30
     # Late events: silver re-reads this many hours of already published events around a batch, so an event that
@@ -204,6 +213,7 @@ class Config:
     spark: SparkSettings = field(default_factory=SparkSettings)
     gates: GateSettings = field(default_factory=GateSettings)
     publish_guard: PublishGuardSettings = field(default_factory=PublishGuardSettings)
+    concurrency: ConcurrencySettings = field(default_factory=ConcurrencySettings)
     events: EventSettings = field(default_factory=EventSettings)
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     profiles: ProfileSettings = field(default_factory=ProfileSettings)

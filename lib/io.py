@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
+from delta import exceptions as delta_exceptions
 from delta.tables import DeltaTable
 from pyspark.ml import PipelineModel
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -14,9 +19,21 @@ from pyspark.sql.types import MapType
 
 from lib.config import Config
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 
 class TableNotFound(LookupError):
     pass
+
+
+class CommitConflict(RuntimeError):
+    """Concurrent writers kept changing a table under a commit, more times than it was retried."""
+
+
+# Delta's optimistic concurrency: a commit that a concurrent writer's commit invalidated. Python's classes for them
+# share no base class.
+_CONFLICTS = tuple(getattr(delta_exceptions, name) for name in delta_exceptions.__all__)
 
 
 # Layers whose tables record Delta's Change Data Feed, so the jobs reading them can process only changed rows.
@@ -114,12 +131,32 @@ def read_changes(spark: SparkSession, config: Config, table: str, after_version:
     )
 
 
+def retry_conflicts(config: Config, table: str, commit: Callable[[], T]) -> T:
+    """``commit()``, run again (on the table's new version) when a concurrent writer's commit conflicts with it, up
+    to ``concurrency.conflict_attempts`` times in all, with a growing random pause; then CommitConflict."""
+    attempts = config.concurrency.conflict_attempts
+    for attempt in range(1, attempts + 1):
+        try:
+            return commit()
+        except _CONFLICTS as conflict:
+            reason = str(conflict).splitlines()[0]
+            if attempt == attempts:
+                raise CommitConflict(
+                    f"{table}: a concurrent writer's commit conflicted with this one {attempts} times ({reason}); "
+                    f"nothing of this commit was written. Run again when the other writer is done, or raise "
+                    f"DMP_CONCURRENCY__CONFLICT_ATTEMPTS") from conflict
+            log.warning("%s: commit conflicted with a concurrent writer (%s); attempt %d of %d", table, reason,
+                        attempt + 1, attempts)
+            time.sleep(random.uniform(0.2, 1.0) * attempt)
+    raise AssertionError("unreachable")
+
+
 def append(df: DataFrame, config: Config, table: str, txn: tuple[str, int] | None = None) -> None:
     """Append; with ``txn=(app_id, version)`` Delta skips a version it already committed (exactly-once retries)."""
     writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
     if txn is not None:
         writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
-    writer.save(config.table_path(table))
+    retry_conflicts(config, table, lambda: writer.save(config.table_path(table)))
 
 
 def merge_upsert(
@@ -145,9 +182,15 @@ def merge_upsert(
         raise MergeKeyCollision(
             f"MERGE into {table}: several source rows share a key ({named}); deduplicate them before merging"
         )
+    return retry_conflicts(config, table, lambda: _merge(spark, df, config, table, keys, newer_than, delete_missing))
+
+
+def _merge(spark: SparkSession, df: DataFrame, config: Config, table: str, keys: Sequence[str],
+           newer_than: str | None, delete_missing: bool | Column) -> dict[str, int]:
     path = config.table_path(table)
     if not DeltaTable.isDeltaTable(spark, path):
-        writer = df.limit(0).write.format("delta")
+        # Append, not create: a concurrent writer may create the table first.
+        writer = df.limit(0).write.format("delta").mode("append")
         if table.partition(".")[0] in CHANGE_FEED_LAYERS:
             writer = writer.option("delta.enableChangeDataFeed", "true")
         writer.save(path)
@@ -185,15 +228,18 @@ def delete_matching(spark: SparkSession, config: Config, table: str, rows: DataF
                     condition: str | None = None) -> int:
     """Delete the rows of ``table`` whose ``keys`` match a row of ``rows`` (and, if given, ``condition`` on the
     target, alias ``t``), by MERGE. Returns the number of rows deleted."""
-    target = DeltaTable.forPath(spark, config.table_path(table))
-    before = table_version(spark, config, table)
-    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-    target.alias("t").merge(rows.select(*keys).distinct().alias("s"), on).whenMatchedDelete(condition).execute()
-    last = target.history(1).collect()[0]
-    # A MERGE that changes nothing may commit nothing: then the newest entry is someone else's.
-    if last["version"] == before:
-        return 0
-    return int((last["operationMetrics"] or {}).get("numTargetRowsDeleted", 0))
+    def delete() -> int:
+        target = DeltaTable.forPath(spark, config.table_path(table))
+        before = table_version(spark, config, table)
+        on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        target.alias("t").merge(rows.select(*keys).distinct().alias("s"), on).whenMatchedDelete(condition).execute()
+        last = target.history(1).collect()[0]
+        # A MERGE that changes nothing may commit nothing: then the newest entry is someone else's.
+        if last["version"] == before:
+            return 0
+        return int((last["operationMetrics"] or {}).get("numTargetRowsDeleted", 0))
+
+    return retry_conflicts(config, table, delete)
 
 
 def _differs(target: str, source: str, data_type) -> str:

@@ -10,6 +10,7 @@ from pyspark.sql import SparkSession
 from lib import io
 from lib.config import Config
 from lib.jobs import PIPELINE, Job
+from lib.lock import lakehouse_lock
 from lib.runner import JobRun, LastSuccess, last_successes, new_run_id, run_job
 
 
@@ -86,9 +87,16 @@ def run_pipeline(
 
     A job whose input tables did not change since its last success is skipped as up to date, and a model-training
     job that is not due on the configured cadence is skipped, unless ``force``;
-    jobs downstream of a failure are skipped with the failure named in their error.
+    jobs downstream of a failure are skipped with the failure named in their error. Holds the lakehouse lock
+    (lib/lock.py): a concurrent run on the same lakehouse waits, then raises LakehouseBusy.
     """
     selected = selected_jobs(jobs, start_from)
+    with lakehouse_lock(config.lakehouse_root, config.concurrency.lock_wait_seconds):
+        return _run_selected(spark, config, selected, force, on_job_start, on_job_done)
+
+
+def _run_selected(spark: SparkSession, config: Config, selected: list[str], force: bool,
+                  on_job_start: Callable[[str], None], on_job_done: Callable[[JobRun], None]) -> list[JobRun]:
     run_id = new_run_id()
     last = last_successes(spark, config)
     now = dt.datetime.now(dt.timezone.utc)
