@@ -18,6 +18,7 @@ from pyspark.sql.streaming import StreamingQueryException
 from pyspark.sql.types import MapType
 
 from lib.config import Config
+from lib.csv_safety import formula_safe
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -293,9 +294,11 @@ def load_model(path: str) -> PipelineModel:
 
 def export_files(df: DataFrame, folder: str, formats: Sequence[str] = ("csv", "parquet")) -> None:
     """Replace ``<folder>/<format>/`` with ``df`` as one file per format (CSV with a header): activation files
-    for tools outside Spark, rewritten whole on every export."""
+    for tools outside Spark, rewritten whole on every export. CSV text cells that would start a spreadsheet
+    formula are quote-prefixed (lib/csv_safety.py); Parquet keeps the values as they are."""
     for file_format in formats:
-        writer = df.coalesce(1).write.mode("overwrite")
+        rows = formula_safe(df) if file_format == "csv" else df
+        writer = rows.coalesce(1).write.mode("overwrite")
         (writer.option("header", "true") if file_format == "csv" else writer).format(file_format).save(
             f"{folder.rstrip('/')}/{file_format}")
 
