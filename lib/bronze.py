@@ -14,12 +14,21 @@ from lib.schemas import Source
 
 # A comma followed by an even number of quotes is outside any quoted field (RFC 4180 quoting, "" escapes a quote).
 _CSV_DELIMITER = r',(?=(?:[^"]*"[^"]*")*[^"]*$)'
+# No marketing record is a megabyte long; one that is (a runaway line, a file without newlines) is kept truncated
+# with its length named, so bronze, the silver parse and quarantine never carry it whole. The landing file keeps it.
+MAX_RECORD_CHARS = 1_000_000
+# Spark decodes text as UTF-8 and replaces every invalid byte sequence with U+FFFD: a record holding one was not
+# valid UTF-8 (or was mis-encoded), and publishing the replaced text would silently corrupt it.
+_REPLACEMENT_CHARACTER = "\ufffd"
+_BYTE_ORDER_MARK = "\ufeff"
 
 
 def read_landing_stream(spark, landing_root: str, source: Source) -> DataFrame:
     """A streaming read of a landing folder: one row per line (JSON lines) or per file (CSV, JSON array)."""
     path = f"{landing_root.rstrip('/')}/{source.path}"
-    reader = spark.readStream.format("text")
+    # A corrupt or truncated file (e.g. a cut-off .gz) is skipped instead of failing the whole batch; bronze_records
+    # gives every file of the batch that yielded no record one row naming it (``files_without_records``).
+    reader = spark.readStream.format("text").option("ignoreCorruptFiles", "true")
     if source.format in ("csv", "json"):
         # Whole files: a CSV row needs its file's header, a JSON array its brackets.
         reader = reader.option("wholetext", "true")
@@ -28,13 +37,27 @@ def read_landing_stream(spark, landing_root: str, source: Source) -> DataFrame:
     return reader.load(path).withColumn("_source_file", F.col("_metadata.file_path"))
 
 
-def bronze_records(landed: DataFrame, source: Source, batch_id: int) -> DataFrame:
-    """Raw records -> bronze rows: ``value`` (JSON text), ``_parse_error``, ``_line`` and ingestion metadata."""
-    records = {"jsonl": _json_lines, "json": _json_array_elements, "csv": _csv_rows}[source.format](landed)
+def bronze_records(landed: DataFrame, source: Source, batch_id: int, batch_files: DataFrame | None = None) -> DataFrame:
+    """Raw records -> bronze rows: ``value`` (JSON text), ``_parse_error``, ``_line`` and ingestion metadata.
+
+    ``batch_files`` (column ``_source_file``): the files the batch read; each one that yielded no record and holds
+    no text (empty or unreadable) gets one row whose ``_parse_error`` says so, so no file vanishes without a trace.
+    """
+    # A byte-order mark would otherwise become part of the first header name or make the first JSON record malformed.
+    without_bom = landed.withColumn("value", F.regexp_replace("value", f"^{_BYTE_ORDER_MARK}", ""))
+    records = {"jsonl": _json_lines, "json": _json_array_elements, "csv": _csv_rows}[source.format](without_bom)
+    if batch_files is not None:
+        records = records.unionByName(files_without_records(landed, records, batch_files))
+    too_long = F.length("value") > MAX_RECORD_CHARS
     return records.select(
         F.concat_ws("#", F.lit(batch_id), F.monotonically_increasing_id()).alias("_record_id"),
-        "value",
-        "_parse_error",
+        F.when(too_long, F.substring("value", 1, MAX_RECORD_CHARS)).otherwise(F.col("value")).alias("value"),
+        F.when(too_long, F.concat(F.lit("record too long: "), F.length("value").cast("string"),
+                                  F.lit(f" characters (limit {MAX_RECORD_CHARS}); kept truncated")))
+        .when(F.col("_parse_error").isNotNull(), F.col("_parse_error"))
+        .when(F.col("value").contains(_REPLACEMENT_CHARACTER),
+              _error("invalid UTF-8 (undecodable bytes replaced by U+FFFD)", F.col("value")))
+        .alias("_parse_error"),
         "_source_file",
         "_line",
         F.current_timestamp().alias("_ingested_at"),
@@ -42,11 +65,35 @@ def bronze_records(landed: DataFrame, source: Source, batch_id: int) -> DataFram
     )
 
 
+def files_without_records(landed: DataFrame, records: DataFrame, batch_files: DataFrame) -> DataFrame:
+    """One row per file of the batch that yielded no record and holds no text: 0-byte, blank, or unreadable (Spark
+    skipped it as corrupt). A file with text but no records (a CSV header alone, ``[]``) is a valid empty export
+    and gets no row; the bronze job counts it (``files_without_records``)."""
+    has_text = landed.groupBy("_source_file").agg(F.max(F.col("value").rlike(r"\S")).alias("_has_text"))
+    silent = batch_files.join(records.select("_source_file").distinct(), "_source_file", "left_anti")
+    return silent.join(has_text, "_source_file", "left").filter(~F.coalesce("_has_text", F.lit(False))).select(
+        F.lit("").alias("value"),
+        F.when(F.col("_has_text").isNotNull(), F.lit("no records: the file is empty"))
+        .otherwise(F.lit("no records: the file is empty or unreadable (corrupt or truncated)"))
+        .alias("_parse_error"),
+        "_source_file",
+        F.lit(None).cast("int").alias("_line"),
+    )
+
+
+def same_uri_as_metadata(path: Column | str) -> Column:
+    """A file URI as ``_metadata.file_path`` spells it: ``DataFrame.inputFiles`` writes an empty authority as
+    ``file:///x`` where the metadata column has ``file:/x``; both name the same file."""
+    return F.regexp_replace(path, r"^([A-Za-z][A-Za-z0-9+.-]*):///", "$1:/")
+
+
 def _json_lines(landed: DataFrame) -> DataFrame:
     # The text source does not number lines; `_line` stays null for JSON lines.
     return landed.select(
         "value",
-        F.when(F.try_parse_json("value").isNull(), _error("malformed JSON", F.col("value"))).alias("_parse_error"),
+        # Checked before parsing: a runaway line is named as too long (bronze_records), not parsed.
+        F.when((F.length("value") <= MAX_RECORD_CHARS) & F.try_parse_json("value").isNull(),
+               _error("malformed JSON", F.col("value"))).alias("_parse_error"),
         "_source_file",
         F.lit(None).cast("int").alias("_line"),
     )

@@ -14,6 +14,7 @@ from delta import exceptions as delta_exceptions
 from delta.tables import DeltaTable
 from pyspark.ml import PipelineModel
 from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQueryException
 from pyspark.sql.types import MapType
 
@@ -281,6 +282,16 @@ def process_new_rows(
         if raised:
             raise raised[0] from None
         raise
+
+
+def stream_batch_files(spark: SparkSession, checkpoint: str, batch_id: int) -> DataFrame:
+    """The files a file-source stream's micro-batch ``batch_id`` read (column ``path``), from the source's log in
+    its checkpoint: unlike the rows, the log also names files that yielded none (empty, or skipped as corrupt).
+    Every 10th batch the log is compacted into ``<n>.compact`` holding all batches so far, hence the wildcard."""
+    log = f"{checkpoint.rstrip('/')}/sources/0/{{{batch_id},*.compact}}"
+    entries = spark.read.text(log).filter(F.col("value").startswith("{"))
+    parsed = entries.select(F.from_json("value", "path string, batchId long").alias("entry"))
+    return parsed.filter(F.col("entry.batchId") == batch_id).select("entry.path").distinct()
 
 
 def save_model(model: PipelineModel, path: str) -> None:

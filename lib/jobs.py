@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 
 import lib.campaigns as campaigns
 from lib import audiences, clv, customers, events, identity, io, orders, patterns, profiles, recommend, segments, silver
-from lib.bronze import bronze_records, read_landing_stream
+from lib.bronze import bronze_records, read_landing_stream, same_uri_as_metadata
 from lib.events import SET_ASIDE
 from lib.pii import pii_key
 from lib.quality import FAILED_RULES
@@ -48,7 +48,10 @@ def bronze(ctx: JobContext) -> None:
         accounting = ctx.accounting(table)
 
         def append_batch(landed: DataFrame, batch_id: int, source=source, table=table, accounting=accounting):
-            records = bronze_records(landed, source, batch_id).cache()
+            # The files this micro-batch read, including those that yielded no row (empty or unreadable).
+            batch_files = io.stream_batch_files(landed.sparkSession, ctx.config.checkpoint_path(table), batch_id)
+            batch_files = batch_files.select(same_uri_as_metadata("path").alias("_source_file"))
+            records = bronze_records(landed, source, batch_id, batch_files).cache()
             counts = records.agg(
                 F.count(F.lit(1)).alias("rows"),
                 F.count("_parse_error").alias("malformed"),
@@ -58,8 +61,9 @@ def bronze(ctx: JobContext) -> None:
             query_id = landed.sparkSession.sparkContext.getLocalProperty("sql.streaming.queryId")
             io.append(records, ctx.config, table, txn=(query_id, batch_id))
             records.unpersist()
+            # Files with text but no record (a CSV header alone) leave no row; counted so they are not invisible.
             accounting.add(rows_in=counts["rows"], published=counts["rows"], malformed=counts["malformed"],
-                           files=counts["files"])
+                           files=counts["files"], files_without_records=batch_files.count() - counts["files"])
 
         if not io.path_exists(ctx.spark, _landing_folder(ctx, source)):
             accounting.add(missing_landing_folder=1)
