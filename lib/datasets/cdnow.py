@@ -109,7 +109,8 @@ def _write_products(path: Path, rows: list[Transaction]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     mean_price_cents = round(sum(row.cents for row in rows) / sum(row.cds for row in rows))
     product = {"product_id": PRODUCT_ID, "name": "CD", "category": "music", "brand": "CDNOW",
-               "price": _amount(mean_price_cents), "currency": "USD", "updated_at": _noon(min(r.day for r in rows))}
+               "price": _amount(mean_price_cents), "currency": "USD", "active": True,
+               "updated_at": _noon(min(r.day for r in rows))}
     path.write_text(json.dumps([product], indent=1) + "\n")
 
 

@@ -60,7 +60,7 @@ def load(landing: Path, users: int | None = None) -> dict:
     movies = frame.drop_duplicates("movieId").sort_values("movieId")
     first_seen = frame.groupby("movieId")["timestamp"].min()
     products = [{"product_id": f"ml-m-{row.movieId}", "name": row.title, "category": category(row.genres),
-                 "brand": None, "price": UNIT_PRICE, "currency": CURRENCY,
+                 "brand": None, "price": UNIT_PRICE, "currency": CURRENCY, "active": True,
                  "updated_at": _iso(first_seen[row.movieId])} for row in movies.itertuples()]
     (landing / "products" / "movielens_products.json").write_text(json.dumps(products, indent=1) + "\n")
     _write_customers(landing / "customers" / "movielens_customers.csv", frame.groupby("userId")["timestamp"].min())

@@ -102,7 +102,8 @@ def load(landing: Path, arff: Path | None = None) -> dict:
     number = {name: i for i, name in enumerate(data.departments, start=1)}
     stamp = FIRST_ORDER.strftime("%Y-%m-%dT%H:%M:%SZ")
     products = [{"product_id": product_id(i), "name": name, "category": category(i), "brand": None,
-                 "price": UNIT_PRICE, "currency": CURRENCY, "updated_at": stamp} for name, i in number.items()]
+                 "price": UNIT_PRICE, "currency": CURRENCY, "active": True, "updated_at": stamp}
+                for name, i in number.items()]
     baskets = [b for b in data.baskets() if b]
     for folder in ("products", "customers", "orders"):
         (landing / folder).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,179 @@
+"""Fault soak: SIGKILL the pipeline's driver at random points of bronze, the silver MERGEs and the gold writes, run
+it again, and check every table ends as an uninterrupted run leaves it.
+
+``python -m bench.soak --kills 20`` generates a small landing batch, runs the pipeline (``dmp pipeline run`` in a
+child process, jobs up to ``--last-job``) once without interruption as the reference, then per phase and kill:
+starts the same run on a fresh lakehouse, kills its driver (Python and JVM: the whole process group) at a moment
+drawn uniformly from that phase's window in the reference run, runs it again to the end and compares every bronze,
+silver, gold and quarantine table with the reference as a multiset of rows (ingestion and run metadata aside).
+Any difference, a duplicate or a lost row, fails the soak. Config (Spark memory) comes from ``DMP_*`` variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from lib import io
+from lib.config import load_config
+from lib.generate import GeneratorSettings, generate
+from lib.pipeline import selected_jobs
+from lib.spark import spark_session
+
+console = Console()
+# Columns that differ between any two runs by design: when and in which run or batch a row was written.
+RUN_METADATA = {"_record_id", "_ingested_at", "_batch_id", "_quarantined_at", "_run_id", "model_path",
+                "model_run_id"}
+COMPARED_LAYERS = ("bronze", "silver", "gold", "quarantine")
+_FINISHED = re.compile(r"^\s*(succeeded|failed|skipped) (\S+) \(([\d.]+) s\)")
+
+
+@dataclass
+class ChildRun:
+    returncode: int
+    # job -> (seconds since the child started when the job finished, the job's own seconds)
+    finished: dict[str, tuple[float, float]]
+
+
+def run_child(env: dict[str, str], jobs: list[str], kill_at: float | None = None) -> ChildRun:
+    """``dmp pipeline run --only ...`` in its own process group; SIGKILLed ``kill_at`` seconds after start."""
+    dmp = str(Path(sys.executable).with_name("dmp"))
+    command = [dmp, "pipeline", "run", *[a for job in jobs for a in ("--only", job)]]
+    started = time.monotonic()
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    finished: dict[str, tuple[float, float]] = {}
+
+    def read() -> None:
+        for line in child.stdout:
+            match = _FINISHED.match(line)
+            if match:
+                finished[match.group(2)] = (time.monotonic() - started, float(match.group(3)))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    if kill_at is not None:
+        try:
+            child.wait(timeout=kill_at)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    reader.join(timeout=10)
+    return ChildRun(child.returncode, finished)
+
+
+def phase_windows(reference: ChildRun, phases: dict[str, list[str]]) -> dict[str, tuple[float, float]]:
+    """Per phase, (start, end) seconds after the child's start: from its first job's start to its last job's end."""
+    windows = {}
+    for phase, jobs in phases.items():
+        ran = [reference.finished[job] for job in jobs if job in reference.finished]
+        windows[phase] = (min(end - seconds for end, seconds in ran), max(end for end, _ in ran))
+    return windows
+
+
+def comparable(spark, config, table):
+    df = io.read_table(spark, config, table)
+    return df.drop(*[c for c in df.columns if c in RUN_METADATA])
+
+
+def differences(spark, reference, candidate) -> list[str]:
+    """Tables missing, extra or with different rows (as multisets) in ``candidate`` against ``reference``."""
+    expected = set(io.list_tables(spark, reference, COMPARED_LAYERS))
+    found = set(io.list_tables(spark, candidate, COMPARED_LAYERS))
+    problems = [f"missing {t}" for t in sorted(expected - found)] + [f"extra {t}" for t in sorted(found - expected)]
+    for table in sorted(expected & found):
+        left, right = comparable(spark, reference, table), comparable(spark, candidate, table)
+        extra, lost = right.exceptAll(left).count(), left.exceptAll(right).count()
+        if extra or lost:
+            problems.append(f"{table}: {extra} extra rows, {lost} lost rows")
+    return problems
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.splitlines()[0])
+    parser.add_argument("--kills", type=int, default=20, help="kills per phase (bronze, silver, gold)")
+    parser.add_argument("--customers", type=int, default=60)
+    parser.add_argument("--days", type=int, default=3)
+    parser.add_argument("--last-job", default="gold_customer_features",
+                        help="run the pipeline up to this job (everything it depends on included)")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the data and of the kill times")
+    parser.add_argument("--workdir", type=Path)
+    args = parser.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dmp-soak-"))
+    landing = workdir / "landing"
+    if not landing.exists():
+        generate(landing, GeneratorSettings(customers=args.customers, days=args.days, seed=args.seed, products=40))
+    jobs = [job for job in selected_jobs() if job in _needed(args.last_job)]
+    phases = {"bronze": [j for j in jobs if j == "bronze"], "silver": [j for j in jobs if j.startswith("silver")],
+              "gold": [j for j in jobs if j.startswith("gold")]}
+    # A small sample's injected dirt is a larger share than the default gate allows.
+    base_env = {"DMP_GATES__MAX_ERROR_RATIO": "0.3", **os.environ, "DMP_LANDING_ROOT": str(landing)}
+
+    def lakehouse(name: str) -> dict[str, str]:
+        folder = workdir / name
+        shutil.rmtree(folder, ignore_errors=True)
+        return {**base_env, "DMP_LAKEHOUSE_ROOT": str(folder)}
+
+    console.print(f"reference run of {len(jobs)} jobs in {workdir} ...")
+    reference = run_child(lakehouse("reference"), jobs)
+    if reference.returncode != 0:
+        raise SystemExit(f"the uninterrupted run failed (exit {reference.returncode}); see {workdir}/reference")
+    windows = phase_windows(reference, phases)
+    config = load_config()
+    spark = spark_session(config)
+    reference_config = replace(config, lakehouse_root=str(workdir / "reference"))
+    draw = random.Random(args.seed)
+    results = []
+    for phase, (start, end) in windows.items():
+        for kill in range(args.kills):
+            kill_at = draw.uniform(start, end)
+            env = lakehouse("killed")
+            killed = run_child(env, jobs, kill_at)
+            rerun = run_child(env, jobs)
+            problems = (differences(spark, reference_config, replace(config, lakehouse_root=env["DMP_LAKEHOUSE_ROOT"]))
+                        if rerun.returncode == 0 else [f"re-run failed with exit {rerun.returncode}"])
+            done = [job for job in jobs if job in killed.finished]
+            results.append((phase, kill + 1, kill_at, done[-1] if done else "-", killed.returncode, problems))
+            console.print(f"{phase} #{kill + 1}: killed at {kill_at:.1f} s (last finished: "
+                          f"{done[-1] if done else '-'}), re-run {'ok' if not problems else '; '.join(problems)}")
+            spark.catalog.clearCache()
+    table = Table("phase", "kills", "window (s after start)", "re-runs equal to the reference", "differences",
+                  title=f"SIGKILL soak: {len(jobs)} jobs, {args.customers} customers x {args.days} days")
+    for phase, (start, end) in windows.items():
+        mine = [r for r in results if r[0] == phase]
+        failed = [r for r in mine if r[5]]
+        table.add_row(phase, str(len(mine)), f"{start:.1f} - {end:.1f}", f"{len(mine) - len(failed)} / {len(mine)}",
+                      "; ".join(f"#{r[1]}: {', '.join(r[5])}" for r in failed) or "-")
+    console.print(table)
+    if any(r[5] for r in results):
+        raise SystemExit(1)
+
+
+def _needed(last_job: str) -> set[str]:
+    from lib.jobs import PIPELINE
+
+    needed, pending = set(), [last_job]
+    while pending:
+        job = pending.pop()
+        if job not in needed:
+            needed.add(job)
+            pending.extend(PIPELINE[job].depends_on)
+    return needed
+
+
+if __name__ == "__main__":
+    main()
