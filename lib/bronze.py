@@ -27,7 +27,7 @@ def read_landing_stream(spark, landing_root: str, source: Source) -> DataFrame:
     """A streaming read of a landing folder: one row per line (JSON lines) or per file (CSV, JSON array)."""
     path = f"{landing_root.rstrip('/')}/{source.path}"
     # A corrupt or truncated file (e.g. a cut-off .gz) is skipped instead of failing the whole batch; bronze_records
-    # gives every file of the batch that yielded no record one row naming it (``files_without_records``).
+    # gives each one a row naming it (``files_without_records``).
     reader = spark.readStream.format("text").option("ignoreCorruptFiles", "true")
     if source.format in ("csv", "json"):
         # Whole files: a CSV row needs its file's header, a JSON array its brackets.
@@ -40,8 +40,8 @@ def read_landing_stream(spark, landing_root: str, source: Source) -> DataFrame:
 def bronze_records(landed: DataFrame, source: Source, batch_id: int, batch_files: DataFrame | None = None) -> DataFrame:
     """Raw records -> bronze rows: ``value`` (JSON text), ``_parse_error``, ``_line`` and ingestion metadata.
 
-    ``batch_files`` (column ``_source_file``): the files the batch read; each one that yielded no record and holds
-    no text (empty or unreadable) gets one row whose ``_parse_error`` says so, so no file vanishes without a trace.
+    ``batch_files`` (columns ``_source_file``, ``bytes``): the files the batch read; each unreadable one gets one
+    row whose ``_parse_error`` names it (``files_without_records``), so no file vanishes without a trace.
     """
     # A byte-order mark would otherwise become part of the first header name or make the first JSON record malformed.
     without_bom = landed.withColumn("value", F.regexp_replace("value", f"^{_BYTE_ORDER_MARK}", ""))
@@ -66,16 +66,16 @@ def bronze_records(landed: DataFrame, source: Source, batch_id: int, batch_files
 
 
 def files_without_records(landed: DataFrame, records: DataFrame, batch_files: DataFrame) -> DataFrame:
-    """One row per file of the batch that yielded no record and holds no text: 0-byte, blank, or unreadable (Spark
-    skipped it as corrupt). A file with text but no records (a CSV header alone, ``[]``) is a valid empty export
-    and gets no row; the bronze job counts it (``files_without_records``)."""
-    has_text = landed.groupBy("_source_file").agg(F.max(F.col("value").rlike(r"\S")).alias("_has_text"))
+    """One row per file of the batch that has bytes but gave Spark no line at all: skipped as corrupt or truncated
+    (e.g. a cut-off .gz). Files without records that could be read (0 bytes, blank lines, a CSV header alone,
+    ``[]``) are valid empty exports, as sources send on quiet days: no row; the bronze job counts them
+    (``files_without_records``)."""
+    read = landed.select("_source_file").distinct().withColumn("_read", F.lit(True))
     silent = batch_files.join(records.select("_source_file").distinct(), "_source_file", "left_anti")
-    return silent.join(has_text, "_source_file", "left").filter(~F.coalesce("_has_text", F.lit(False))).select(
+    return silent.join(read, "_source_file", "left").filter(F.col("_read").isNull() & (F.col("bytes") > 0)).select(
         F.lit("").alias("value"),
-        F.when(F.col("_has_text").isNotNull(), F.lit("no records: the file is empty"))
-        .otherwise(F.lit("no records: the file is empty or unreadable (corrupt or truncated)"))
-        .alias("_parse_error"),
+        F.concat(F.lit("unreadable file: skipped as corrupt or truncated ("), F.col("bytes").cast("string"),
+                 F.lit(" bytes)")).alias("_parse_error"),
         "_source_file",
         F.lit(None).cast("int").alias("_line"),
     )

@@ -285,13 +285,22 @@ def process_new_rows(
 
 
 def stream_batch_files(spark: SparkSession, checkpoint: str, batch_id: int) -> DataFrame:
-    """The files a file-source stream's micro-batch ``batch_id`` read (column ``path``), from the source's log in
-    its checkpoint: unlike the rows, the log also names files that yielded none (empty, or skipped as corrupt).
-    Every 10th batch the log is compacted into ``<n>.compact`` holding all batches so far, hence the wildcard."""
+    """The files a file-source stream's micro-batch ``batch_id`` read (columns ``path``, ``bytes``), from the
+    source's log in its checkpoint: unlike the rows, the log also names files that yielded none (empty, or skipped
+    as corrupt). Every 10th batch the log is compacted into ``<n>.compact`` holding all batches so far, hence the
+    wildcard. Sizes come from the filesystem (a batch names few files); a file gone since reads as -1."""
     log = f"{checkpoint.rstrip('/')}/sources/0/{{{batch_id},*.compact}}"
     entries = spark.read.text(log).filter(F.col("value").startswith("{"))
     parsed = entries.select(F.from_json("value", "path string, batchId long").alias("entry"))
-    return parsed.filter(F.col("entry.batchId") == batch_id).select("entry.path").distinct()
+    paths = [row[0] for row in parsed.filter(F.col("entry.batchId") == batch_id).select("entry.path").distinct()
+             .collect()]
+    return spark.createDataFrame([(path, _file_bytes(spark, path)) for path in paths], "path string, bytes long")
+
+
+def _file_bytes(spark: SparkSession, path: str) -> int:
+    jvm_path = spark._jvm.org.apache.hadoop.fs.Path(spark._jvm.java.net.URI(path))
+    fs = jvm_path.getFileSystem(spark._jsc.hadoopConfiguration())
+    return fs.getFileStatus(jvm_path).getLen() if fs.exists(jvm_path) else -1
 
 
 def save_model(model: PipelineModel, path: str) -> None:

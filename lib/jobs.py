@@ -50,7 +50,7 @@ def bronze(ctx: JobContext) -> None:
         def append_batch(landed: DataFrame, batch_id: int, source=source, table=table, accounting=accounting):
             # The files this micro-batch read, including those that yielded no row (empty or unreadable).
             batch_files = io.stream_batch_files(landed.sparkSession, ctx.config.checkpoint_path(table), batch_id)
-            batch_files = batch_files.select(same_uri_as_metadata("path").alias("_source_file"))
+            batch_files = batch_files.select(same_uri_as_metadata("path").alias("_source_file"), "bytes")
             records = bronze_records(landed, source, batch_id, batch_files).cache()
             counts = records.agg(
                 F.count(F.lit(1)).alias("rows"),
@@ -61,7 +61,7 @@ def bronze(ctx: JobContext) -> None:
             query_id = landed.sparkSession.sparkContext.getLocalProperty("sql.streaming.queryId")
             io.append(records, ctx.config, table, txn=(query_id, batch_id))
             records.unpersist()
-            # Files with text but no record (a CSV header alone) leave no row; counted so they are not invisible.
+            # Empty files (0 bytes, a CSV header alone) leave no row; counted so they are not invisible.
             accounting.add(rows_in=counts["rows"], published=counts["rows"], malformed=counts["malformed"],
                            files=counts["files"], files_without_records=batch_files.count() - counts["files"])
 
