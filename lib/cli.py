@@ -212,16 +212,17 @@ def rollback(
         raise typer.Exit(2)
     config = _config()
     spark = spark_session(config)
-    current = io.table_version(spark, config, table)
-    if current is None:
-        console.print(f"[red]{table} does not exist at {config.table_path(table)}: nothing to roll back.[/red]")
-        raise typer.Exit(1)
-    target = current - 1 if to_version is None else to_version
-    if not 0 <= target < current:
-        console.print(f"[red]{table} is at version {current}: --to-version must be between 0 and {current - 1}."
-                      "[/red]")
-        raise typer.Exit(2)
+    # The version is read under the lock: a run committing in between would otherwise be what gets rolled back to.
     with _lakehouse_locked():
+        current = io.table_version(spark, config, table)
+        if current is None:
+            console.print(f"[red]{table} does not exist at {config.table_path(table)}: nothing to roll back.[/red]")
+            raise typer.Exit(1)
+        target = current - 1 if to_version is None else to_version
+        if not 0 <= target < current:
+            console.print(f"[red]{table} is at version {current}: --to-version must be between 0 and "
+                          f"{current - 1}.[/red]")
+            raise typer.Exit(2)
         restored = io.restore_table(spark, config, table, target)
     rows = io.read_table(spark, config, table).count()
     console.print(f"{table}: restored the content of version {target} (was version {current}); now version "
@@ -381,12 +382,20 @@ def quarantine_replay(table: QuarantineTable) -> None:
 def _lakehouse_locked() -> Iterator[None]:
     """Hold the lakehouse lock for a command that writes tables outside `run_pipeline` (which locks itself); a
     run that holds it too long ends the command with its message."""
-    from lib.lock import LakehouseBusy, lakehouse_lock
+    from lib.lock import lakehouse_lock
 
     config = _config()
+    with _exit_when_busy(), lakehouse_lock(config.lakehouse_root, config.concurrency.lock_wait_seconds):
+        yield
+
+
+@contextlib.contextmanager
+def _exit_when_busy() -> Iterator[None]:
+    """Another run holding the lakehouse too long ends the command with exit code 3 and its message."""
+    from lib.lock import LakehouseBusy
+
     try:
-        with lakehouse_lock(config.lakehouse_root, config.concurrency.lock_wait_seconds):
-            yield
+        yield
     except LakehouseBusy as busy:
         console.print(f"[red]{escape(str(busy))}[/red]")
         raise typer.Exit(3) from busy
@@ -403,16 +412,10 @@ def _run_and_report(jobs: list[str] | None, start_from: str | None = None, force
         raise typer.Exit(2) from error
     with console.status("starting Spark (the first start downloads the Delta jars) ..."):
         spark = spark_session(_config())
-    from lib.lock import LakehouseBusy
-
     progress = PipelineProgress(planned)
-    try:
-        with progress.shown(console):
-            runs = run_pipeline(spark, _config(), jobs, start_from, force, on_job_start=progress.started,
-                                on_job_done=progress.done)
-    except LakehouseBusy as busy:
-        console.print(f"[red]{escape(str(busy))}[/red]")
-        raise typer.Exit(3) from busy
+    with _exit_when_busy(), progress.shown(console):
+        runs = run_pipeline(spark, _config(), jobs, start_from, force, on_job_start=progress.started,
+                            on_job_done=progress.done)
     console.print(summary_table(runs))
     if not all(run.ok for run in runs):
         raise typer.Exit(1)
