@@ -237,15 +237,18 @@ def _candidate_depth(bought: DataFrame, n: int) -> int:
 
 
 def recommend(model: ALSModel | None, idx: Indexes | None, people: DataFrame, interactions_df: DataFrame,
-              bought: DataFrame, recommendable: DataFrame, n: int, new_product_slots: int = 0) -> DataFrame:
+              bought: DataFrame, recommendable: DataFrame, n: int, new_product_slots: int = 0,
+              segments: DataFrame | None = None) -> DataFrame:
     """Top ``n`` per person of ``people`` (person_id, segment_id, favourite_category): ALS where it knows the
     person, topped up (or replaced, for cold-start people) by segment-popular and popular products, the last
     ``new_product_slots`` places kept for cold items of their favourite category; only ``recommendable``
-    products, nothing already bought."""
+    products, nothing already bought. A segment's popular products are those of all its members in ``segments``
+    (person_id, segment_id; default ``people``): recommending to a few people (the evaluation's judged ones) must
+    not shrink their segment to themselves."""
     known = only_recommendable(interactions_df, recommendable)
     depth = _candidate_depth(bought, n)
     popular = popular_products(known, depth)
-    segment_popular = popular_products(known, depth, people)
+    segment_popular = popular_products(known, depth, people if segments is None else segments)
     new = new_product_candidates(people, recommendable, interactions_df, new_product_slots)
     if model is None:
         return with_new_products(top_n(fallback_candidates(people, segment_popular, popular), bought, n), new, n)
@@ -348,8 +351,9 @@ def search_params(train: DataFrame, split: TimeSplit, people: DataFrame, catalog
     candidates = []
     for params in grid:
         model = fit_als(ratings, params, seed, max_iter, checkpoint_dir, checkpoint_interval)
+        # Segments' popular products come from all their members, as in the job's own recommend() call.
         candidates.append(Evaluation(params, measure(recommend(model, idx, judged, train, bought, recommendable, n,
-                                                               new_product_slots))))
+                                                               new_product_slots, segments=people))))
     baseline = measure(popularity_baseline(judged, train, bought, recommendable, n))
     best = max(candidates, key=lambda e: (e.metrics["ndcg_at_k"], -candidates.index(e)))
     for cached in (ratings, evaluated, judged):
