@@ -4,8 +4,10 @@
 unchanged pipeline up to ``gold_recommendations`` and prints the hold-out metrics that job wrote to
 ``ops.model_runs``: precision@10, recall@10, NDCG@10, MAP and coverage for ALS and for popularity, and the NDCG
 ratio. The hold-out is the job's own time-based split: the last ``--holdout-days`` before the newest rating.
-MovieLens users rate in a few bursts, so only people with ratings on both sides of the cut are judged on history;
-the script prints how many. Config (Spark master, memory) comes from ``DMP_*`` variables / dmp.toml as for ``dmp``.
+MovieLens users rate in a few bursts: everyone who first "bought" a film in the held-out days is judged, but only
+those with ratings before the cut get ALS lists; the others (most of them on the 365-day hold-out) get the
+cold-start fallback, their segment's popular films. The script prints how many are judged. Config (Spark master,
+memory) comes from ``DMP_*`` variables / dmp.toml as for ``dmp``.
 """
 
 from __future__ import annotations
