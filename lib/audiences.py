@@ -312,10 +312,12 @@ def person_email_hashes(customers: DataFrame, identity_map: DataFrame) -> DataFr
     )
 
 
-def audience_candidates(profile: DataFrame, audiences: Sequence[Audience], email_hashes: DataFrame) -> DataFrame:
+def audience_candidates(profile: DataFrame, audiences: Sequence[Audience], email_hashes: DataFrame,
+                        opted_out: DataFrame | None = None) -> DataFrame:
     """Everyone matching an audience's filter: MEMBER_COLUMNS, the channel's CONTACT_COLUMNS, ``consented`` (the
-    channel's consent is true; unknown is not consent) and ``reachable`` (consented and every contact column the
-    channel needs is known). AudienceError before any Spark work when a definition does not fit the profile."""
+    channel's consent is true, unknown is not consent, and the person has not opted out of the channel:
+    ``opted_out`` person_id, channel) and ``reachable`` (consented and every contact column the channel needs is
+    known). AudienceError before any Spark work when a definition does not fit the profile."""
     validate_audiences(audiences, profile.schema)
     scored = profile_with_derived_columns(profile).join(email_hashes, "person_id", "left")
     matches = []
@@ -329,7 +331,13 @@ def audience_candidates(profile: DataFrame, audiences: Sequence[Audience], email
             F.lit(audience.name).alias("audience"), "person_id", F.lit(audience.channel).alias("channel"), "as_of",
             F.lit(audience.definition_hash).alias("definition_hash"), *contacts, consented.alias("consented"),
             reachable.alias("reachable")))
-    return reduce(DataFrame.unionByName, matches)
+    candidates = reduce(DataFrame.unionByName, matches)
+    if opted_out is None:
+        return candidates
+    flagged = candidates.join(opted_out.withColumn("_opted_out", F.lit(True)), ["person_id", "channel"], "left")
+    allowed = ~F.coalesce(F.col("_opted_out"), F.lit(False))
+    return (flagged.withColumn("consented", F.col("consented") & allowed)
+            .withColumn("reachable", F.col("reachable") & allowed).drop("_opted_out"))
 
 
 def activation_rows(members: DataFrame, audience: Audience) -> DataFrame:

@@ -586,6 +586,35 @@ def audience_build(
         raise typer.Exit(1)
 
 
+privacy_app = typer.Typer(
+    help="Privacy requests (landing/privacy_requests/*.csv: request_id, customer_id, email, request_type = erasure | "
+    "opt_out_email | opt_out_ads, received_at). Every pipeline run applies new ones after silver and before gold.",
+    no_args_is_help=True,
+)
+app.add_typer(privacy_app, name="privacy")
+
+
+@privacy_app.command("apply")
+def privacy_apply() -> None:
+    """Apply new requests now: an erased person's rows are deleted from every bronze, silver, gold, quarantine and
+    ops table, activation files and ALS checkpoints; an opt-out removes the person from the channel's audiences.
+    Tables an erasure touched are VACUUMed once [privacy] vacuum_retention_hours (default 168) have passed; each
+    request is recorded in ops.privacy_audit with the rows removed per table, keyed hashes only. Land the request
+    files first (`dmp run bronze` or a pipeline run picks them up)."""
+    from lib.jobs import PIPELINE
+    from lib.runner import new_run_id, run_job
+    from lib.spark import spark_session
+
+    job = PIPELINE["privacy"]
+    with console.status("starting Spark ..."):
+        spark = spark_session(_config())
+    with _lakehouse_locked(), console.status("applying privacy requests ..."):
+        run = run_job(job.name, job.run, spark, _config(), new_run_id(), reads=job.reads)
+    console.print(summary_table([run]))
+    if not run.ok:
+        raise typer.Exit(1)
+
+
 @app.command("report")
 def report_command(
     out: Annotated[Optional[Path], typer.Option(

@@ -191,6 +191,14 @@ class AudienceSettings:
 
 
 @dataclass(frozen=True)
+class PrivacySettings:
+    # Erased rows stay reachable by Delta time travel until a VACUUM at least this long after their deletion makes
+    # them unrecoverable; every privacy run vacuums the tables of requests whose retention has passed. Below Delta's
+    # own 168-hour safety minimum, a silver job that is further behind than this on bronze loses its next batch.
+    vacuum_retention_hours: float = 168.0
+
+
+@dataclass(frozen=True)
 class CampaignSettings:
     # An order credits the buyer's campaign touches of up to this many days before it (last-touch and linear).
     attribution_lookback_days: int = 30
@@ -223,6 +231,7 @@ class Config:
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     audiences: AudienceSettings = field(default_factory=AudienceSettings)
     campaigns: CampaignSettings = field(default_factory=CampaignSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
 
     def table_path(self, table: str) -> str:
         """``silver.orders`` -> ``<lakehouse_root>/silver/orders``."""

@@ -244,6 +244,44 @@ def delete_matching(spark: SparkSession, config: Config, table: str, rows: DataF
     return retry_conflicts(config, table, delete)
 
 
+def delete_rows(spark: SparkSession, config: Config, table: str, rows: DataFrame) -> int:
+    """Delete the rows of ``table`` equal to a row of ``rows`` (rows read from the table, materialised), by MERGE on
+    every column. Unlike a DELETE, whose predicate Delta keeps in the table's history literals and all, the commit
+    records column names only. Returns the number of rows deleted."""
+    def delete() -> int:
+        target = DeltaTable.forPath(spark, config.table_path(table))
+        before = table_version(spark, config, table)
+        on = " AND ".join(f"NOT {_differs(f't.`{f.name}`', f's.`{f.name}`', f.dataType)}" for f in rows.schema.fields)
+        # An unconditional delete may match a target row from several source rows (exact duplicate rows).
+        target.alias("t").merge(rows.alias("s"), on).whenMatchedDelete().execute()
+        last = target.history(1).collect()[0]
+        if last["version"] == before:
+            return 0
+        return int((last["operationMetrics"] or {}).get("numTargetRowsDeleted", 0))
+
+    return retry_conflicts(config, table, delete)
+
+
+# Delta refuses a VACUUM retention below this unless its safety check is turned off for the call.
+DELTA_MIN_RETENTION_HOURS = 168
+
+
+def vacuum(spark: SparkSession, config: Config, table: str, retention_hours: float) -> int:
+    """Delta VACUUM of ``table``: files no version newer than ``retention_hours`` needs (removed data, change data
+    feed files) are deleted for good, so time travel cannot reach them. Returns the number of files deleted."""
+    check = "spark.databricks.delta.retentionDurationCheck.enabled"
+    previous = spark.conf.get(check, "true")
+    if retention_hours < DELTA_MIN_RETENTION_HOURS:
+        spark.conf.set(check, "false")
+    try:
+        target = DeltaTable.forPath(spark, config.table_path(table))
+        target.vacuum(retention_hours)
+    finally:
+        spark.conf.set(check, previous)
+    ends = [entry for entry in target.history(5).collect() if entry["operation"] == "VACUUM END"]
+    return int((ends[0]["operationMetrics"] or {}).get("numDeletedFiles", 0)) if ends else 0
+
+
 def _differs(target: str, source: str, data_type) -> str:
     # Maps have no equality in Spark SQL; their JSON text (keys in insertion order, as written) does.
     if isinstance(data_type, MapType):

@@ -6,14 +6,29 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import reduce
 
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 import lib.campaigns as campaigns
-from lib import audiences, clv, customers, events, identity, io, orders, patterns, profiles, recommend, segments, silver
+from lib import (
+    audiences,
+    clv,
+    customers,
+    events,
+    identity,
+    io,
+    orders,
+    patterns,
+    privacy,
+    profiles,
+    recommend,
+    segments,
+    silver,
+)
 from lib.bronze import bronze_records, read_landing_stream, same_uri_as_metadata
 from lib.events import SET_ASIDE
 from lib.pii import pii_key
@@ -100,8 +115,13 @@ def _publish_silver(
     if no_landing_data and io.path_exists(ctx.spark, _landing_folder(ctx, source)):
         raise io.TableNotFound(f"{bronze_table} does not exist yet; run `dmp run bronze` first")
 
+    suppression = _optional_table(ctx, PRIVACY_SUPPRESSION)
+
     def publish_batch(batch: DataFrame, batch_id: int) -> None:
-        checked = with_checks(silver.typed_records(batch, schema)).cache()
+        checked = with_checks(silver.typed_records(batch, schema))
+        if suppression is not None:
+            checked = privacy.with_erased_flag(checked, suppression, pii_key(ctx.config))
+        checked = checked.cache()
         counts = checked.agg(
             F.count(F.lit(1)).alias("rows"),
             F.count("_new_columns").alias("records_with_new_columns"),
@@ -110,8 +130,17 @@ def _publish_silver(
         accounting.add(rows_in=counts["rows"], records_with_new_columns=counts["records_with_new_columns"],
                        records_missing_columns=counts["records_missing_columns"])
         candidates = checked
+        if suppression is not None:
+            # A person erased earlier, sent again by a source (a full CRM export, a late event), stays erased: not
+            # published, and deleted from bronze (by record id: the commit names no identifier).
+            erased = checked.filter("_erased").select("_record_id").localCheckpoint()
+            if erased_count := erased.count():
+                io.delete_matching(ctx.spark, ctx.config, bronze_table, erased, ["_record_id"])
+                _audit_erased_on_arrival(ctx, bronze_table, batch_id, erased_count)
+            accounting.add(erased=erased_count)
+            candidates = checked.filter(~F.col("_erased")).drop("_erased")
         if set_aside is not None:
-            marked = set_aside(checked)
+            marked = set_aside(candidates)
             aside = marked.filter(F.col(SET_ASIDE).isNotNull())
             aside_count = aside.count()
             if aside_count:
@@ -144,7 +173,10 @@ def _publish_silver(
         nothing_landed = ctx.spark.createDataFrame([], "value string, _source_file string")
         publish_batch(bronze_records(nothing_landed, source, batch_id=0), 0)
         return
-    stream = ctx.spark.readStream.format("delta").load(ctx.config.table_path(bronze_table))
+    # Erasures delete from bronze; those commits carry nothing new to publish (skipChangeCommits), and without
+    # the option the stream would stop at them.
+    stream = (ctx.spark.readStream.format("delta").option("skipChangeCommits", "true")
+              .load(ctx.config.table_path(bronze_table)))
     io.process_new_rows(stream, ctx.config.checkpoint_path(silver_table), publish_batch)
     if io.table_exists(ctx.spark, ctx.config, silver_table):
         ctx.record_health(silver_table, schema.version_column)
@@ -546,9 +578,12 @@ def gold_audiences(ctx: JobContext, only: Sequence[str] | None = None) -> None:
     read = lambda table: io.read_table(ctx.spark, ctx.config, table)  # noqa: E731
     definitions = audiences.load_audiences(audiences.definitions_path(ctx.config), only)
     names = [audience.name for audience in definitions]
+    suppression = _optional_table(ctx, PRIVACY_SUPPRESSION)
+    opted_out = (None if suppression is None else
+                 privacy.opted_out_people(suppression, read("silver.identity_map"), pii_key(ctx.config)))
     candidates = audiences.audience_candidates(
         read("gold.customer_profile"), definitions,
-        audiences.person_email_hashes(read("silver.customers"), read("silver.identity_map")),
+        audiences.person_email_hashes(read("silver.customers"), read("silver.identity_map")), opted_out,
     ).cache()
     sizes = {row["audience"]: row for row in candidates.groupBy("audience").agg(
         F.count(F.lit(1)).alias("matched"), F.count(F.when(F.col("consented"), 1)).alias("consented"),
@@ -575,6 +610,178 @@ def gold_audiences(ctx: JobContext, only: Sequence[str] | None = None) -> None:
             io.delete_path(ctx.spark, f"{exports}/{stale}")
     published.unpersist()
     candidates.unpersist()
+
+
+PRIVACY_AUDIT, PRIVACY_SUPPRESSION = "ops.privacy_audit", "ops.privacy_suppression"
+
+
+def _optional_table(ctx: JobContext, table: str) -> DataFrame | None:
+    return io.read_table(ctx.spark, ctx.config, table) if io.table_exists(ctx.spark, ctx.config, table) else None
+
+
+def apply_privacy(ctx: JobContext) -> None:
+    """New erasure and opt-out requests of bronze.privacy_requests -> every table, exports, model checkpoints ->
+    ops.privacy_audit; VACUUM of the erased tables once the retention has passed."""
+    accounting = ctx.accounting(PRIVACY_AUDIT)
+    bronze_rows = _optional_table(ctx, "bronze.privacy_requests")
+    if bronze_rows is not None:
+        requests = privacy.privacy_requests(bronze_rows, table_schema("privacy_requests")).dropDuplicates(
+            ["request_id"])
+        audit = _optional_table(ctx, PRIVACY_AUDIT)
+        if audit is not None:
+            requests = requests.join(audit.select("request_id"), "request_id", "left_anti")
+        # Materialised, not cached: Delta re-computes cached frames of a table it writes, and an erasure deletes
+        # its own request from bronze.
+        requests = requests.localCheckpoint()
+        if requests.count():
+            _apply_requests(ctx, requests, accounting)
+    accounting.add(files_vacuumed=_purge_erased_history(ctx))
+
+
+def _apply_requests(ctx: JobContext, requests: DataFrame, accounting) -> None:
+    key = pii_key(ctx.config)
+    valid = requests.filter(F.col(privacy.REJECTED).isNull())
+    named = privacy.requested_customers(valid, _optional_table(ctx, "silver.customer_pii")).localCheckpoint()
+    erasures = valid.filter(F.col("scope") == privacy.SCOPES[privacy.ERASURE])
+    identifiers = privacy.erased_identifiers(
+        named.filter(F.col("scope") == privacy.SCOPES[privacy.ERASURE]), erasures,
+        *(_optional_table(ctx, t) for t in ("silver.identity_map", "silver.customers", "silver.customer_pii",
+                                            "silver.orders")),
+    ).localCheckpoint()
+    opt_outs = named.filter(F.col("scope") != privacy.SCOPES[privacy.ERASURE]).select(
+        "request_id", F.lit("customer_id").alias("kind"), F.col("customer_id").alias("value"))
+    # Collected before anything is deleted: a request names a handful of people, each with a few identifiers.
+    erased: dict[str, dict[str, set[str]]] = {}
+    for row in identifiers.collect():
+        erased.setdefault(row["request_id"], {}).setdefault(row["kind"], set()).add(row["value"])
+    removed = _erase_everywhere(ctx, erased) if erased else {}
+    opted = _remove_opted_out(ctx, named.filter(F.col("scope") != privacy.SCOPES[privacy.ERASURE]))
+    for request_id, counts in opted.items():
+        removed.setdefault(request_id, {}).update(counts)
+    if erased:
+        # ALS checkpoints hold per-person factors and ratings of past fits; the next fit writes them afresh.
+        io.delete_path(ctx.spark, ctx.config.checkpoint_path("als"))
+    _remove_from_exports(ctx, erased, opted)
+    io.merge_upsert(ctx.spark, privacy.suppression_rows(identifiers.unionByName(opt_outs), valid, key), ctx.config,
+                    PRIVACY_SUPPRESSION, ["kind", "identifier_hash", "scope"])
+    audit_rows = _audit_rows(ctx, requests, removed, key)
+    io.merge_upsert(ctx.spark, audit_rows, ctx.config, PRIVACY_AUDIT, ["request_id"])
+    outcomes = {row["request_type"] or "rejected": row["count"] for row in
+                requests.withColumn("request_type", F.when(F.col(privacy.REJECTED).isNull(), F.col("request_type")))
+                .groupBy("request_type").count().collect()}
+    rejected = outcomes.pop("rejected", 0)
+    accounting.add(rows_in=sum(outcomes.values()) + rejected, published=sum(outcomes.values()), quarantined=rejected,
+                   rows_erased=sum(n for counts in removed.values() for n in counts.values()),
+                   tables_touched=len({t for counts in removed.values() for t, n in counts.items() if n}), **outcomes)
+
+
+def _erase_everywhere(ctx: JobContext, erased: dict[str, dict[str, set[str]]]) -> dict[str, dict[str, int]]:
+    """Delete every row carrying an identifier of an erased person from every Delta table of the lakehouse; the
+    rows each request's person had, per table."""
+    removed: dict[str, dict[str, int]] = {request_id: {} for request_id in erased}
+    for table in io.list_tables(ctx.spark, ctx.config):
+        if table in (PRIVACY_AUDIT, PRIVACY_SUPPRESSION):
+            continue
+        rows = io.read_table(ctx.spark, ctx.config, table)
+        conditions = {request_id: privacy.person_rows(rows.schema, identifiers)
+                      for request_id, identifiers in erased.items()}
+        conditions = {request_id: condition for request_id, condition in conditions.items() if condition is not None}
+        if not conditions:
+            continue
+        matched = rows.filter(reduce(Column.__or__, conditions.values())).localCheckpoint()
+        counts = matched.agg(*[F.count(F.when(condition, 1)).alias(f"r{index}")
+                               for index, condition in enumerate(conditions.values())]).first()
+        for index, request_id in enumerate(conditions):
+            if counts[f"r{index}"]:
+                removed[request_id][table] = counts[f"r{index}"]
+        if any(counts):
+            io.delete_rows(ctx.spark, ctx.config, table, matched)
+    return removed
+
+
+def _remove_opted_out(ctx: JobContext, opt_outs: DataFrame) -> dict[str, dict[str, int]]:
+    """Delete opted-out people from the current members of their channel's audiences (the next build keeps them
+    out through ops.privacy_suppression); the rows removed per request."""
+    members = _optional_table(ctx, "gold.audiences")
+    identity_map = _optional_table(ctx, "silver.identity_map")
+    if members is None or identity_map is None:
+        return {}
+    leaving = (opt_outs.join(profiles.person_of(identity_map, "customer_id").withColumnRenamed("identifier",
+                                                                                                "customer_id"),
+                             "customer_id")
+               .select("request_id", "person_id", F.col("scope").alias("channel")).distinct()
+               .join(members.select("person_id", "channel"), ["person_id", "channel"]).localCheckpoint())
+    counts = {row["request_id"]: {"gold.audiences": row["count"]} for row in leaving.groupBy("request_id").count()
+              .collect()}
+    if counts:
+        io.delete_matching(ctx.spark, ctx.config, "gold.audiences", leaving, ["person_id", "channel"])
+    return counts
+
+
+def _remove_from_exports(ctx: JobContext, erased: dict[str, dict[str, set[str]]],
+                         opted: dict[str, dict[str, int]]) -> None:
+    """Rewrite the activation files that list a person who was just erased or left their channel."""
+    leaving = _optional_table(ctx, "gold.audiences")
+    gone = {person for identifiers in erased.values() for person in identifiers.get("person_id", ())}
+    exports = audiences.exports_root(ctx.config)
+    for name in io.subfolders(ctx.spark, exports):
+        current = ctx.spark.read.parquet(f"{exports}/{name}/parquet")
+        kept = current.filter(~F.col("person_id").isin(sorted(gone))) if gone else current
+        if opted and leaving is not None:
+            kept = kept.join(leaving.select("audience", "person_id"), ["audience", "person_id"], "left_semi")
+        kept = kept.select(*current.columns).orderBy("person_id").localCheckpoint()
+        if kept.count() != current.count():
+            io.export_files(kept, f"{exports}/{name}")
+
+
+def _audit_rows(ctx: JobContext, requests: DataFrame, removed: dict[str, dict[str, int]], key: bytes) -> DataFrame:
+    counts = ctx.spark.createDataFrame([(request_id, tables) for request_id, tables in removed.items()],
+                                       "request_id string, rows_removed map<string,bigint>")
+    outcome = (F.when(F.col(privacy.REJECTED).isNotNull(), F.concat(F.lit("rejected: "), F.col(privacy.REJECTED)))
+               .when(F.col("scope") == privacy.SCOPES[privacy.ERASURE], F.lit("erased"))
+               .otherwise(F.concat(F.lit("opted out of "), F.col("scope"))))
+    return requests.join(counts, "request_id", "left").select(
+        "request_id", "request_type",
+        privacy.privacy_hash(F.coalesce("customer_id", "email"), key).alias("subject_hash"), "received_at",
+        F.current_timestamp().alias("applied_at"), outcome.alias("outcome"),
+        F.coalesce("rows_removed", F.create_map().cast("map<string,bigint>")).alias("rows_removed"),
+        F.lit(float(ctx.config.privacy.vacuum_retention_hours)).alias("vacuum_retention_hours"),
+        F.lit(None).cast("timestamp").alias("history_purged_at"), F.lit(None).cast("array<string>")
+        .alias("vacuumed_tables"),
+    )
+
+
+def _audit_erased_on_arrival(ctx: JobContext, table: str, batch_id: int, rows: int) -> None:
+    """Record the deletion of re-sent records of erased people from ``table`` like a request, so the privacy job
+    VACUUMs their files once the retention has passed."""
+    request_id = f"erased_on_arrival:{ctx.run_id}:{table}:{batch_id}"
+    arrival = ctx.spark.createDataFrame(
+        [(request_id, None, None, privacy.ERASURE, dt.datetime.now(dt.timezone.utc), privacy.SCOPES[privacy.ERASURE],
+          None)],
+        "request_id string, customer_id string, email string, request_type string, received_at timestamp, "
+        f"scope string, {privacy.REJECTED} string")
+    io.merge_upsert(ctx.spark, _audit_rows(ctx, arrival, {request_id: {table: rows}}, pii_key(ctx.config)),
+                    ctx.config, PRIVACY_AUDIT, ["request_id"])
+
+
+def _purge_erased_history(ctx: JobContext) -> int:
+    """VACUUM every table an erasure touched once the retention has passed since, so time travel cannot bring the
+    person back; the audit records when and which tables. Returns the number of files deleted."""
+    audit = _optional_table(ctx, PRIVACY_AUDIT)
+    if audit is None:
+        return 0
+    retention = ctx.config.privacy.vacuum_retention_hours
+    due = audit.filter((F.col("request_type") == privacy.ERASURE) & F.col("history_purged_at").isNull() & (
+        F.size("rows_removed") > 0) & (
+        F.col("applied_at") <= F.current_timestamp() - F.make_dt_interval(secs=F.lit(retention * 3600.0)))
+    ).localCheckpoint()
+    tables = sorted({table for row in due.select("rows_removed").collect() for table, n in row[0].items() if n})
+    files = sum(io.vacuum(ctx.spark, ctx.config, table, retention) for table in tables)
+    if tables:
+        io.merge_upsert(ctx.spark, due.withColumn("history_purged_at", F.current_timestamp()).withColumn(
+            "vacuumed_tables", F.filter(F.map_keys("rows_removed"), lambda t: F.col("rows_removed")[t] > 0)),
+            ctx.config, PRIVACY_AUDIT, ["request_id"])
+    return files
 
 
 def gold_campaign_insight(ctx: JobContext) -> None:
@@ -649,10 +856,15 @@ PIPELINE: dict[str, Job] = {
         Job("silver_orders", silver_orders, depends_on=("silver_customers", "silver_products"),
             reads=("bronze.orders", "silver.customers", "silver.products"),
             writes=("silver.orders", "silver.order_items")),
-        Job("gold_daily_revenue", gold_daily_revenue, depends_on=("silver_orders",),
+        # After silver and before gold: erased people are removed from silver before any gold job reads it.
+        Job("privacy", apply_privacy,
+            depends_on=("silver_customers", "silver_products", "silver_campaigns", "silver_events", "silver_identity",
+                        "silver_orders")),
+        Job("gold_daily_revenue", gold_daily_revenue, depends_on=("privacy", "silver_orders"),
             reads=("silver.orders",), writes=("gold.daily_revenue",)),
         Job("gold_customer_features", gold_customer_features,
-            depends_on=("silver_customers", "silver_identity", "silver_orders", "silver_products", "silver_events"),
+            depends_on=("privacy", "silver_customers", "silver_identity", "silver_orders", "silver_products",
+                        "silver_events"),
             reads=("silver.customers", "silver.identity_map", "silver.orders", "silver.order_items",
                    "silver.products", "silver.events"),
             writes=("gold.customer_features",)),
@@ -660,7 +872,7 @@ PIPELINE: dict[str, Job] = {
             depends_on=("gold_customer_features", "silver_orders", "silver_identity"),
             reads=("gold.customer_features", "silver.orders", "silver.identity_map"),
             writes=("gold.customer_profile", "gold.segments")),
-        Job("gold_patterns", gold_patterns, depends_on=("silver_orders", "silver_products"),
+        Job("gold_patterns", gold_patterns, depends_on=("privacy", "silver_orders", "silver_products"),
             reads=("silver.order_items", "silver.products"), writes=("gold.frequent_itemsets", "gold.purchase_rules"),
             trains_models=True),
         Job("gold_recommendations", gold_recommendations,
@@ -673,7 +885,7 @@ PIPELINE: dict[str, Job] = {
             depends_on=("gold_customer_profile", "silver_customers", "silver_identity"),
             reads=("gold.customer_profile", "silver.customers", "silver.identity_map"), writes=("gold.audiences",)),
         Job("gold_campaign_insight", gold_campaign_insight,
-            depends_on=("silver_orders", "silver_events", "silver_identity", "silver_campaigns"),
+            depends_on=("privacy", "silver_orders", "silver_events", "silver_identity", "silver_campaigns"),
             reads=("silver.orders", "silver.events", "silver.identity_map", "silver.campaigns"),
             writes=("gold.funnel_daily", "gold.campaign_performance", "gold.ab_test_results")),
     ]

@@ -29,7 +29,8 @@ MODEL_RUNS = "ops.model_runs"
 
 @dataclass
 class TableRun:
-    """Row accounting for one table in one run: rows_in = published + quarantined + deduplicated."""
+    """Row accounting for one table in one run: rows_in = published + quarantined + deduplicated + erased, where
+    ``erased`` (in details) counts arriving records of people erased earlier (lib/privacy.py)."""
 
     table: str
     rows_in: int = 0
@@ -40,7 +41,7 @@ class TableRun:
 
     @property
     def balanced(self) -> bool:
-        return self.rows_in == self.published + self.quarantined + self.deduplicated
+        return self.rows_in == self.published + self.quarantined + self.deduplicated + self.details.get("erased", 0)
 
     def add(self, **counts: int) -> None:
         for name, value in counts.items():
