@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import resource
+import sys
 import tempfile
 import time
 import urllib.request
@@ -39,7 +40,8 @@ from lib.runner import JobRun
 from lib.schemas import sources
 from lib.spark import spark_session
 
-console = Console()
+# Wide enough for the job table when the output goes to a file.
+console = Console(width=None if sys.stdout.isatty() else 140)
 SCALES = {"XS": (2_000, 12), "S": (20_000, 12), "M": (200_000, 12)}
 # The jobs a DuckDB user would replace with one script: everything on the path to daily revenue and RFM.
 DUCKDB_PATH_TARGETS = ("gold_daily_revenue", "gold_customer_profile")
