@@ -598,7 +598,7 @@ app.add_typer(privacy_app, name="privacy")
 def privacy_apply() -> None:
     """Apply new requests now: an erased person's rows are deleted from every bronze, silver, gold, quarantine and
     ops table, activation files and ALS checkpoints; an opt-out removes the person from the channel's audiences.
-    Tables an erasure touched are VACUUMed once [privacy] vacuum_retention_hours (default 168) have passed; each
+    Tables an erasure touched are VACUUMed once privacy.vacuum_retention_hours (default 168) have passed; each
     request is recorded in ops.privacy_audit with the rows removed per table, keyed hashes only. Land the request
     files first (`dmp run bronze` or a pipeline run picks them up)."""
     from lib.jobs import PIPELINE
