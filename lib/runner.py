@@ -134,14 +134,17 @@ class JobContext:
     def gate(self, df: DataFrame, table: str, id_columns: list[str], quarantine: str) -> GateResult:
         """Validate ``df`` for ``table``; record results, quarantine failing rows, raise GateFailed over threshold.
 
-        Quarantine is merged on ``id_columns`` so a retried batch does not quarantine a row twice.
+        Quarantine is merged on ``id_columns`` so a retried batch does not quarantine a row twice. The time it took
+        (validation, results, quarantine) adds to the table's ``gate_ms`` detail.
         """
+        clock = time.monotonic()
         result = validate(df, table, id_columns, self.config.gates.max_ratio_for(table))
         now = dt.datetime.now(dt.timezone.utc)
         io.append(self.spark.createDataFrame(result.quality_rows(self.run_id, now), QUALITY_SCHEMA), self.config,
                   QUALITY_RESULTS)
         if result.rows_failed:
             self.quarantine(result.failed_rows, quarantine, id_columns)
+        self.accounting(table).add(gate_ms=round((time.monotonic() - clock) * 1000))
         if not result.passed:
             raise GateFailed(result.failure_message())
         return result
