@@ -5,9 +5,11 @@ unchanged pipeline up to ``gold_recommendations`` and prints the hold-out metric
 ``ops.model_runs``: precision@10, recall@10, NDCG@10, MAP and coverage for ALS and for popularity, and the NDCG
 ratio. The hold-out is the job's own time-based split: the last ``--holdout-days`` before the newest rating.
 MovieLens users rate in a few bursts: everyone who first "bought" a film in the held-out days is judged, but only
-those with ratings before the cut get ALS lists; the others (most of them on the 365-day hold-out) get the
-cold-start fallback, their segment's popular films. The script prints how many are judged. Config (Spark master,
-memory) comes from ``DMP_*`` variables / dmp.toml as for ``dmp``.
+those with ratings before the cut (warm) get ALS lists; the others (cold, most of them on the 365-day hold-out) get
+the cold-start fallback the job chose on the hold-out (their segment's popular films then everyone's, or
+everyone's only). A second table gives the same metrics for the warm and the cold people apart, with how many are
+judged in each, and the NDCG of each fallback for the cold. Config (Spark master, memory) comes from ``DMP_*``
+variables / dmp.toml as for ``dmp``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,15 @@ def main() -> None:
         table.add_row(name, f"{metrics.get('als_' + name, float('nan')):.4f}",
                       f"{metrics.get('popularity_' + name, float('nan')):.4f}")
     console.print(table)
+    groups = Table("metric @10", "ALS warm", "popularity warm", "ALS cold", "popularity cold",
+                   title="judged people with ratings before the cut (warm) and without (cold)")
+    for name in ("precision_at_k", "recall_at_k", "ndcg_at_k", "map", "people_evaluated"):
+        groups.add_row(name, *(f"{metrics.get(f'{model}_{group}_{name}', float('nan')):.4f}"
+                               for group in ("warm", "cold") for model in ("als", "popularity")))
+    console.print(groups)
+    fallbacks = {key: round(value, 4) for key, value in metrics.items() if key.startswith("cold_start_")}
+    console.print(f"cold-start fallback {params.get('cold_start_fallback')} "
+                  f"(setting {params.get('cold_start_fallback_setting')}); cold NDCG@10 by fallback {fallbacks}")
     ratio = metrics["als_ndcg_at_k"] / metrics["popularity_ndcg_at_k"] if metrics.get("popularity_ndcg_at_k") else None
     console.print(f"chosen parameters {params}; NDCG@10 ALS / popularity = {ratio}; pipeline {seconds:.0f} s; "
                   f"lakehouse {config.lakehouse_root}")

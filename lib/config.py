@@ -152,6 +152,10 @@ class PatternSettings:
     adapt_min_support: bool = True
 
 
+# recommendations.cold_start_fallback: choose on the hold-out, or force one of lib.recommend.COLD_START_FALLBACKS.
+COLD_START_FALLBACK_SETTINGS = ("auto", "segment", "popular")
+
+
 @dataclass(frozen=True)
 class RecommendationSettings:
     top_n: int = 10
@@ -174,6 +178,18 @@ class RecommendationSettings:
     # Last places of each list kept for products nobody has interacted with yet, from the person's favourite
     # category (ALS and popularity cannot rank them; without a slot a new product is never shown).
     new_product_slots: int = 1
+    # Lists for people ALS cannot rank (no interactions before the as-of day, or too few candidates to fill N):
+    # "segment" gives their KMeans segment's popular products, then everyone's; "popular" everyone's only; "auto"
+    # (default) takes whichever has the better NDCG@top_n for the judged cold-start people of the hold-out (ties:
+    # segment). Chosen on the hold-out, not fixed, because whether a segment says anything about taste depends on
+    # the data: on MovieLens the segments (built from customer features, not tastes) did worse than everyone's
+    # popular films (bench/README.md).
+    cold_start_fallback: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.cold_start_fallback not in COLD_START_FALLBACK_SETTINGS:
+            raise ConfigError(f"recommendations.cold_start_fallback = {self.cold_start_fallback!r}; use one of "
+                              f"{', '.join(COLD_START_FALLBACK_SETTINGS)}")
 
 
 @dataclass(frozen=True)

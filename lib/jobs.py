@@ -533,7 +533,8 @@ def gold_recommendations(ctx: JobContext) -> None:
     search = recommend.search_params(
         train, split, people, catalogue, recommend.purchased(items, identity_map, split.train_as_of),
         recommend.param_grid(settings.ranks, settings.reg_params, settings.alphas), settings.top_n, settings.seed,
-        settings.max_iter, checkpoint_dir, settings.checkpoint_interval, settings.new_product_slots)
+        settings.max_iter, checkpoint_dir, settings.checkpoint_interval, settings.new_product_slots,
+        settings.cold_start_fallback)
     train.unpersist()
     full = feedback(as_of)
     idx = recommend.indexes(full, catalogue)
@@ -541,22 +542,26 @@ def gold_recommendations(ctx: JobContext) -> None:
                               settings.checkpoint_interval)
     bought = recommend.purchased(items, identity_map, as_of).cache()
     recommended = recommend.recommend(model, idx, people, full, bought, recommendable, settings.top_n,
-                                      settings.new_product_slots).cache()
+                                      settings.new_product_slots,
+                                      cold_start_fallback=search.cold_start_fallback).cache()
     similar = recommend.similar_products(model, idx, settings.similar_k).cache()
     metrics = {f"{model_name}_{name}": value for model_name, measured in
                (("als", search.best.metrics), ("popularity", search.baseline)) for name, value in measured.items()}
     metrics.update({f"ndcg_at_k_rank{e.params.rank}_reg{e.params.reg_param}_alpha{e.params.alpha}":
                     e.metrics["ndcg_at_k"] for e in search.candidates})
+    metrics.update({f"cold_start_{fallback}_ndcg_at_k": ndcg for fallback, ndcg in search.cold_start_ndcg.items()})
     ctx.record_model_run(
         "recommendations_als",
         params={**search.chosen.as_dict(), "as_of": as_of, "train_as_of": split.train_as_of, "k": settings.top_n,
                 "holdout_days": settings.holdout_days, "half_life_days": settings.half_life_days,
-                "weights": settings.weights, "seed": settings.seed, "max_iter": settings.max_iter},
+                "weights": settings.weights, "seed": settings.seed, "max_iter": settings.max_iter,
+                "cold_start_fallback": search.cold_start_fallback,
+                "cold_start_fallback_setting": settings.cold_start_fallback},
         metrics=metrics)
     if not search.candidates:
         log.warning("gold_recommendations: no interactions before or no first purchases in the %s hold-out days; "
                     "parameters %s unmeasured", settings.holdout_days, search.chosen)
-    log.info("gold_recommendations: chose %s; %s", search.chosen,
+    log.info("gold_recommendations: chose %s, cold-start fallback %s; %s", search.chosen, search.cold_start_fallback,
              ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     # ops.job_runs details hold whole numbers: the hold-out metrics as parts per ten thousand.
     details = {f"{k}_per_10k": round(v * 10_000) for k, v in metrics.items()

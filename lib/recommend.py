@@ -4,11 +4,12 @@ an evaluation on a time-based hold-out against a popularity baseline.
 Feedback is implicit: product views, add-to-carts (silver.events) and purchases (silver.order_items), each weighted
 by config and decayed exponentially with age, up to the end of an as-of day (nothing later is read). ALS works on
 integer ids, so people and products are numbered (alphabetically, so a re-run numbers them the same). A person ALS
-knows nothing about (no interactions) or cannot fill N rows for gets the most popular products of their KMeans
-segment (gold.customer_profile), else of everyone; ``reason`` on each row says which. Already-purchased products
-and products the catalogue marks inactive are never recommended. Products nobody has interacted with yet (cold
-items, unknown to ALS and to popularity) get a reserved slot at the end of the list of people whose favourite
-category they belong to.
+knows nothing about (no interactions) or cannot fill N rows for gets the cold-start fallback: the most popular
+products of their KMeans segment (gold.customer_profile), then of everyone, or everyone's only, whichever does
+better for the cold-start people of the hold-out (or as configured); ``reason`` on each row says which.
+Already-purchased products and products the catalogue marks inactive are never recommended. Products nobody has
+interacted with yet (cold items, unknown to ALS and to popularity) get a reserved slot at the end of the list of
+people whose favourite category they belong to.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ REASON_POPULAR = "popular"
 REASON_NEW = "new_in_favourite_category"
 # Lower is preferred when a product reaches a person by several routes.
 _PRIORITY = {REASON_ALS: 0, REASON_SEGMENT: 1, REASON_POPULAR: 2}
+# Cold-start fallbacks, for people ALS cannot rank: their segment's popular products then everyone's, or everyone's
+# only. On a tie in the hold-out the first is kept. "auto" chooses between them on the hold-out.
+COLD_START_SEGMENT, COLD_START_POPULAR, COLD_START_AUTO = "segment", "popular", "auto"
+COLD_START_FALLBACKS = (COLD_START_SEGMENT, COLD_START_POPULAR)
 USER, ITEM, STRENGTH = "user", "item", "strength"
 RECOMMENDATION_COLUMNS = ["person_id", "rank", "product_id", "score", "reason"]
 # ALS fits one block per task at most; small data in one block avoids shuffling factors between blocks for nothing.
@@ -182,13 +187,15 @@ def popular_products(interactions_df: DataFrame, depth: int, segments: DataFrame
     return totals.withColumn("_rank", F.row_number().over(order)).filter(F.col("_rank") <= depth).drop("_rank")
 
 
-def fallback_candidates(people: DataFrame, segment_popular: DataFrame, popular: DataFrame) -> DataFrame:
+def fallback_candidates(people: DataFrame, segment_popular: DataFrame | None, popular: DataFrame) -> DataFrame:
     """person_id, product_id, score, reason for ``people`` (person_id, segment_id): their segment's popular
-    products, then everyone's."""
-    by_segment = people.join(segment_popular, "segment_id").select(
-        "person_id", "product_id", "score", F.lit(REASON_SEGMENT).alias("reason"))
+    products (none when ``segment_popular`` is None), then everyone's."""
     overall = people.select("person_id").crossJoin(F.broadcast(popular.select("product_id", "score"))).withColumn(
         "reason", F.lit(REASON_POPULAR))
+    if segment_popular is None:
+        return overall
+    by_segment = people.join(segment_popular, "segment_id").select(
+        "person_id", "product_id", "score", F.lit(REASON_SEGMENT).alias("reason"))
     return by_segment.unionByName(overall)
 
 
@@ -238,17 +245,20 @@ def _candidate_depth(bought: DataFrame, n: int) -> int:
 
 def recommend(model: ALSModel | None, idx: Indexes | None, people: DataFrame, interactions_df: DataFrame,
               bought: DataFrame, recommendable: DataFrame, n: int, new_product_slots: int = 0,
-              segments: DataFrame | None = None) -> DataFrame:
+              segments: DataFrame | None = None, cold_start_fallback: str = COLD_START_SEGMENT) -> DataFrame:
     """Top ``n`` per person of ``people`` (person_id, segment_id, favourite_category): ALS where it knows the
-    person, topped up (or replaced, for cold-start people) by segment-popular and popular products, the last
-    ``new_product_slots`` places kept for cold items of their favourite category; only ``recommendable``
-    products, nothing already bought. A segment's popular products are those of all its members in ``segments``
-    (person_id, segment_id; default ``people``): recommending to a few people (the evaluation's judged ones) must
-    not shrink their segment to themselves."""
+    person, topped up (or replaced, for cold-start people) by the ``cold_start_fallback``: segment-popular then
+    popular products, or popular ones only; the last ``new_product_slots`` places kept for cold items of their
+    favourite category; only ``recommendable`` products, nothing already bought. A segment's popular products are
+    those of all its members in ``segments`` (person_id, segment_id; default ``people``): recommending to a few
+    people (the evaluation's judged ones) must not shrink their segment to themselves."""
+    if cold_start_fallback not in COLD_START_FALLBACKS:
+        raise ValueError(f"cold_start_fallback {cold_start_fallback!r} is none of {COLD_START_FALLBACKS}")
     known = only_recommendable(interactions_df, recommendable)
     depth = _candidate_depth(bought, n)
     popular = popular_products(known, depth)
-    segment_popular = popular_products(known, depth, people if segments is None else segments)
+    segment_popular = (popular_products(known, depth, people if segments is None else segments)
+                       if cold_start_fallback == COLD_START_SEGMENT else None)
     new = new_product_candidates(people, recommendable, interactions_df, new_product_slots)
     if model is None:
         return with_new_products(top_n(fallback_candidates(people, segment_popular, popular), bought, n), new, n)
@@ -292,23 +302,66 @@ RANKING_METRICS = {"precision_at_k": "precisionAtK", "recall_at_k": "recallAtK",
                    "map": "meanAveragePrecision"}
 
 
-def ranking_metrics(recommended: DataFrame, held_out: DataFrame, products: DataFrame, k: int,
-                    catalogue_size: int) -> dict[str, float]:
-    """precision@k, recall@k, NDCG@k and MAP over the people with held-out purchases (MLlib's RankingEvaluator;
-    a person without recommendations counts with an empty list), plus catalogue coverage: the share of the
-    catalogue recommended to anyone."""
+def judged_lists(recommended: DataFrame, held_out: DataFrame, products: DataFrame) -> DataFrame:
+    """person_id, label, prediction (item ids as doubles, predictions in rank order) for each person with
+    held-out purchases; a person without recommendations has an empty prediction."""
     as_double = lambda df: df.join(products, "product_id").withColumn("_item", F.col(ITEM).cast("double"))  # noqa: E731
     labels = as_double(held_out).groupBy("person_id").agg(F.collect_set("_item").alias("label"))
     ranked = as_double(recommended).groupBy("person_id").agg(
         F.transform(F.array_sort(F.collect_list(F.struct("rank", "_item"))), lambda r: r["_item"]).alias("prediction"))
-    scored = (labels.join(ranked, "person_id", "left")
-              .withColumn("prediction", F.coalesce("prediction", F.array().cast("array<double>")))).cache()
-    metrics = {name: RankingEvaluator(metricName=metric, k=k).evaluate(scored)
-               for name, metric in RANKING_METRICS.items()}
+    return (labels.join(ranked, "person_id", "left")
+            .withColumn("prediction", F.coalesce("prediction", F.array().cast("array<double>"))))
+
+
+def list_metrics(judged: DataFrame, k: int) -> dict[str, float]:
+    """precision@k, recall@k, NDCG@k and MAP of ``judged`` lists (``judged_lists``; MLlib's RankingEvaluator) and
+    how many people they are; only the count (0) when there is nobody to judge."""
+    people = judged.count()
+    metrics = {name: RankingEvaluator(metricName=metric, k=k).evaluate(judged)
+               for name, metric in RANKING_METRICS.items()} if people else {}
+    return {**metrics, "people_evaluated": float(people)}
+
+
+def ranking_metrics(recommended: DataFrame, held_out: DataFrame, products: DataFrame, k: int,
+                    catalogue_size: int, warm: DataFrame | None = None) -> dict[str, float]:
+    """precision@k, recall@k, NDCG@k and MAP over the people with held-out purchases (a person without
+    recommendations counts with an empty list), plus catalogue coverage: the share of the catalogue recommended to
+    anyone. With ``warm`` (person_id of the people with interactions before the hold-out), the same metrics for the
+    judged people among them (``warm_`` prefix) and for the others, the cold-start people (``cold_``)."""
+    judged = judged_lists(recommended, held_out, products).cache()
+    metrics = list_metrics(judged, k)
     metrics["coverage"] = recommended.select("product_id").distinct().count() / max(catalogue_size, 1)
-    metrics["people_evaluated"] = float(scored.count())
-    scored.unpersist()
+    if warm is not None:
+        for group, how in (("warm", "left_semi"), ("cold", "left_anti")):
+            in_group = judged.join(warm.select("person_id"), "person_id", how)
+            metrics.update({f"{group}_{name}": value for name, value in list_metrics(in_group, k).items()})
+    judged.unpersist()
     return metrics
+
+
+def cold_start_ndcg(cold: DataFrame, held_out: DataFrame, interactions_df: DataFrame, bought: DataFrame,
+                    recommendable: DataFrame, products: DataFrame, n: int, new_product_slots: int,
+                    segments: DataFrame) -> dict[str, float]:
+    """NDCG@n of each of COLD_START_FALLBACKS for ``cold`` (person_id, segment_id, favourite_category: judged
+    people ALS cannot rank, having no interactions), on their ``held_out`` purchases. Their lists are made as the
+    job makes them; ALS plays no part in them, so no model is needed. Empty when there is nobody to judge."""
+    held = held_out.join(cold, "person_id", "left_semi")
+    measured = {fallback: list_metrics(judged_lists(
+        recommend(None, None, cold, interactions_df, bought, recommendable, n, new_product_slots, segments, fallback),
+        held, products), n) for fallback in COLD_START_FALLBACKS}
+    return {fallback: metrics["ndcg_at_k"] for fallback, metrics in measured.items() if "ndcg_at_k" in metrics}
+
+
+def choose_cold_start_fallback(ndcg_by_fallback: Mapping[str, float], setting: str = COLD_START_AUTO) -> str:
+    """The configured fallback when ``setting`` names one; for "auto" the one of COLD_START_FALLBACKS with the
+    best cold-start NDCG in ``ndcg_by_fallback``, the first (segment) on a tie or when none was measured."""
+    if setting in COLD_START_FALLBACKS:
+        return setting
+    if setting != COLD_START_AUTO:
+        raise ValueError(f"cold-start fallback {setting!r} is none of {(COLD_START_AUTO, *COLD_START_FALLBACKS)}")
+    measured = [f for f in COLD_START_FALLBACKS if not math.isnan(ndcg_by_fallback.get(f, math.nan))]
+    return max(measured, key=lambda f: (ndcg_by_fallback[f], -COLD_START_FALLBACKS.index(f)),
+               default=COLD_START_FALLBACKS[0])
 
 
 @dataclass(frozen=True)
@@ -323,6 +376,8 @@ class ModelSearch:
     candidates: list[Evaluation]
     baseline: dict[str, float]
     split: TimeSplit
+    cold_start_fallback: str
+    cold_start_ndcg: dict[str, float]  # hold-out NDCG of each fallback for the judged cold-start people
 
     @property
     def best(self) -> Evaluation:
@@ -331,34 +386,42 @@ class ModelSearch:
 
 def search_params(train: DataFrame, split: TimeSplit, people: DataFrame, catalogue: DataFrame, bought: DataFrame,
                   grid: Sequence[AlsParams], n: int, seed: int, max_iter: int, checkpoint_dir: str,
-                  checkpoint_interval: int = 5, new_product_slots: int = 0) -> ModelSearch:
+                  checkpoint_interval: int = 5, new_product_slots: int = 0,
+                  cold_start_fallback: str = COLD_START_AUTO) -> ModelSearch:
     """Fit each of ``grid`` on ``train`` (interactions up to ``split.train_as_of``), recommend to the people with
-    held-out purchases, and choose the parameters with the best NDCG@n (ties: first in the grid). The popularity
-    baseline is measured on the same people. Without any held-out purchase, or without any interaction before the
-    hold-out (data shorter than the hold-out), nothing is fitted or measured."""
+    held-out purchases, and choose the parameters with the best NDCG@n (ties: first in the grid). The cold-start
+    fallback is chosen first (``choose_cold_start_fallback`` of ``cold_start_fallback``, by the NDCG@n of each
+    fallback for the judged people without interactions before the hold-out), and the grid's lists use it. The
+    popularity baseline is measured on the same people; every metric also for the judged people with interactions
+    before the hold-out (``warm_``) and without (``cold_``). Without any held-out purchase, or without any
+    interaction before the hold-out (data shorter than the hold-out), nothing is fitted or measured."""
     evaluated = split.held_out.join(people, "person_id", "left_semi").cache()
     if evaluated.isEmpty() or train.isEmpty():
         # Nobody bought anything new in the hold-out days, or nothing happened before them: nothing to judge the
-        # grid on, so its first point is used unmeasured.
+        # grid or the fallbacks on, so the grid's first point and the preferred fallback are used unmeasured.
         evaluated.unpersist()
-        return ModelSearch(grid[0], [], {}, split)
+        return ModelSearch(grid[0], [], {}, split, choose_cold_start_fallback({}, cold_start_fallback), {})
     idx = indexes(train, catalogue)
     recommendable = recommendable_products(catalogue)
     ratings = idx.ratings(train).cache()
     judged = people.join(evaluated.select("person_id").distinct(), "person_id", "left_semi").cache()
+    warm = idx.people.select("person_id")
     catalogue_size = idx.products.count()
-    measure = lambda recs: ranking_metrics(recs, evaluated, idx.products, n, catalogue_size)  # noqa: E731
+    # Segments' popular products come from all their members (segments=people), as in the job's own recommend().
+    fallback_ndcg = cold_start_ndcg(judged.join(warm, "person_id", "left_anti"), evaluated, train, bought,
+                                    recommendable, idx.products, n, new_product_slots, people)
+    fallback = choose_cold_start_fallback(fallback_ndcg, cold_start_fallback)
+    measure = lambda recs: ranking_metrics(recs, evaluated, idx.products, n, catalogue_size, warm)  # noqa: E731
     candidates = []
     for params in grid:
         model = fit_als(ratings, params, seed, max_iter, checkpoint_dir, checkpoint_interval)
-        # Segments' popular products come from all their members, as in the job's own recommend() call.
         candidates.append(Evaluation(params, measure(recommend(model, idx, judged, train, bought, recommendable, n,
-                                                               new_product_slots, segments=people))))
+                                                               new_product_slots, people, fallback))))
     baseline = measure(popularity_baseline(judged, train, bought, recommendable, n))
     best = max(candidates, key=lambda e: (e.metrics["ndcg_at_k"], -candidates.index(e)))
     for cached in (ratings, evaluated, judged):
         cached.unpersist()
-    return ModelSearch(best.params, candidates, baseline, split)
+    return ModelSearch(best.params, candidates, baseline, split, fallback, fallback_ndcg)
 
 
 CHECK_COLUMNS = ["_rank_gap", "_rank_beyond_top_n", "_rows_per_person_product", "_already_purchased",

@@ -109,6 +109,20 @@ def test_recommendations_on_generated_tastes(spark, recommended):
     searched = {key: value for key, value in metrics.items() if key.startswith("ndcg_at_k_rank")}
     assert len(searched) == 2 and max(searched.values()) == metrics["als_ndcg_at_k"]
     assert float(params["alpha"]) in SETTINGS.alphas
+    # Every metric for the judged people with interactions before the hold-out (warm) and without (cold) too; the
+    # two groups are the judged people, and the cold ones' lists are the chosen fallback's.
+    for model_name in ("als", "popularity"):
+        groups = {group: metrics[f"{model_name}_{group}_people_evaluated"] for group in ("warm", "cold")}
+        assert sum(groups.values()) == metrics[f"{model_name}_people_evaluated"] > 0, dict(metrics)
+        for group, people in groups.items():
+            assert all((f"{model_name}_{group}_{name}" in metrics) == (people > 0)
+                       for name in recommend.RANKING_METRICS), dict(metrics)
+    fallback = params["cold_start_fallback"]
+    assert fallback in recommend.COLD_START_FALLBACKS and params["cold_start_fallback_setting"] == "auto"
+    if metrics["als_cold_people_evaluated"]:
+        fallback_ndcg = {f: metrics[f"cold_start_{f}_ndcg_at_k"] for f in recommend.COLD_START_FALLBACKS}
+        assert fallback == recommend.choose_cold_start_fallback(fallback_ndcg)
+        assert metrics["als_cold_ndcg_at_k"] == pytest.approx(fallback_ndcg[fallback])
     accounting = {t.table: t for t in run.tables}
     for table in ("gold.recommendations", "gold.similar_products"):
         assert accounting[table].balanced and accounting[table].quarantined == 0, accounting[table]
@@ -131,7 +145,8 @@ def test_recommendations_on_generated_tastes(spark, recommended):
     reasons = {row["person_id"]: row["reasons"] for row in recs.filter(
         F.col("person_id").isin(COLD_IN_SEGMENT, COLD_ALONE)).groupBy("person_id").agg(
         F.collect_set("reason").alias("reasons")).collect()}
-    assert reasons == {COLD_IN_SEGMENT: [recommend.REASON_SEGMENT], COLD_ALONE: [recommend.REASON_POPULAR]}
+    in_segment = recommend.REASON_SEGMENT if fallback == recommend.COLD_START_SEGMENT else recommend.REASON_POPULAR
+    assert reasons == {COLD_IN_SEGMENT: [in_segment], COLD_ALONE: [recommend.REASON_POPULAR]}
     assert recs.filter(F.col("reason") == recommend.REASON_ALS).count() > 0.9 * recs.count()
 
     # Discontinued products were bought and viewed, so ALS scores them, but nobody is offered one.
@@ -211,3 +226,66 @@ def test_a_segments_popular_products_come_from_all_its_members_not_only_the_peop
     assert served(segments=everyone) == [("a", recommend.REASON_SEGMENT), ("c", recommend.REASON_SEGMENT)]
     # Without the population, P0's segment has nobody with history: everyone's popular products (a 10, b 9).
     assert served() == [("a", recommend.REASON_POPULAR), ("b", recommend.REASON_POPULAR)]
+
+
+def test_the_cold_start_fallback_with_the_better_ndcg_is_chosen_segment_on_a_tie_unless_one_is_configured():
+    segment, popular = recommend.COLD_START_SEGMENT, recommend.COLD_START_POPULAR
+    assert recommend.choose_cold_start_fallback({segment: 0.34, popular: 0.41}) == popular
+    assert recommend.choose_cold_start_fallback({segment: 0.41, popular: 0.34}) == segment
+    assert recommend.choose_cold_start_fallback({segment: 0.2, popular: 0.2}) == segment
+    assert recommend.choose_cold_start_fallback({}) == segment  # no cold-start people judged
+    assert recommend.choose_cold_start_fallback({segment: 0.41, popular: 0.34}, popular) == popular
+    assert recommend.choose_cold_start_fallback({segment: 0.34, popular: 0.41}, segment) == segment
+    with pytest.raises(ValueError, match="none of"):
+        recommend.choose_cold_start_fallback({}, "segments")
+    with pytest.raises(ValueError, match="cold_start_fallback"):
+        RecommendationSettings(cold_start_fallback="segments")
+
+
+@pytest.mark.parametrize(("held_out_product", "chosen"), [("b", recommend.COLD_START_POPULAR),
+                                                          ("a", recommend.COLD_START_SEGMENT)])
+def test_the_hold_out_chooses_popular_only_when_the_segment_fallback_does_worse(spark, held_out_product, chosen):
+    """P0 has no history; their segment (with P1, P2) likes a, everyone else likes b more. Bought b in the
+    hold-out: everyone's popular products find it, the segment's do not; bought a: the other way round."""
+    interactions = spark.createDataFrame(
+        [("P1", "a", 5.0), ("P2", "a", 5.0), ("P3", "b", 9.0), ("P4", "b", 9.0)],
+        "person_id string, product_id string, strength double")
+    people = spark.createDataFrame([("P0", 1, None), ("P1", 1, None), ("P2", 1, None), ("P3", 2, None),
+                                    ("P4", 2, None)], "person_id string, segment_id int, favourite_category string")
+    catalogue = spark.createDataFrame([(p, "x", True) for p in "ab"],
+                                      "product_id string, category string, active boolean")
+    nothing_bought = spark.createDataFrame([], "person_id string, product_id string")
+    held_out = spark.createDataFrame([("P0", held_out_product)], "person_id string, product_id string")
+    cold = people.filter(F.col("person_id") == "P0")
+    ndcg = recommend.cold_start_ndcg(cold, held_out, interactions, nothing_bought,
+                                     recommend.recommendable_products(catalogue),
+                                     recommend.indexes(interactions, catalogue).products, 1, 0, people)
+    assert ndcg == {chosen: 1.0, ({*recommend.COLD_START_FALLBACKS} - {chosen}).pop(): 0.0}
+    assert recommend.choose_cold_start_fallback(ndcg) == chosen
+    served = recommend.recommend(None, None, cold, interactions, nothing_bought,
+                                 recommend.recommendable_products(catalogue), 1, segments=people,
+                                 cold_start_fallback=chosen).collect()
+    assert [(row["product_id"], row["reason"]) for row in served] == [
+        (held_out_product, recommend.REASON_SEGMENT if chosen == recommend.COLD_START_SEGMENT
+         else recommend.REASON_POPULAR)]
+
+
+def test_warm_and_cold_people_are_measured_apart_and_add_up_to_the_judged(spark):
+    """P1 (history before the hold-out) gets the product they bought next, P0 (none) does not: the warm group
+    scores 1, the cold 0, everyone half; a group with nobody in it has only its count."""
+    products = spark.createDataFrame([("a", 0), ("b", 1)], "product_id string, item int")
+    recommended = spark.createDataFrame([("P1", 1, "b"), ("P0", 1, "a")],
+                                        "person_id string, rank int, product_id string")
+    held_out = spark.createDataFrame([("P1", "b"), ("P0", "b")], "person_id string, product_id string")
+    warm = spark.createDataFrame([("P1",), ("P9",)], "person_id string")
+    metrics = recommend.ranking_metrics(recommended, held_out, products, 1, 2, warm)
+    assert (metrics["people_evaluated"], metrics["warm_people_evaluated"], metrics["cold_people_evaluated"]) == (
+        2.0, 1.0, 1.0)
+    assert (metrics["ndcg_at_k"], metrics["warm_ndcg_at_k"], metrics["cold_ndcg_at_k"]) == pytest.approx(
+        (0.5, 1.0, 0.0))
+    assert (metrics["precision_at_k"], metrics["warm_precision_at_k"], metrics["cold_precision_at_k"]) == \
+        pytest.approx((0.5, 1.0, 0.0))
+    everyone_warm = recommend.ranking_metrics(recommended, held_out, products, 1, 2,
+                                              warm.unionByName(spark.createDataFrame([("P0",)], "person_id string")))
+    assert everyone_warm["cold_people_evaluated"] == 0.0 and "cold_ndcg_at_k" not in everyone_warm
+    assert everyone_warm["warm_ndcg_at_k"] == pytest.approx(0.5)
