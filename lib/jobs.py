@@ -348,9 +348,9 @@ def gold_daily_revenue(ctx: JobContext) -> None:
     revenue.unpersist()
 
 
-def _publish_gold(ctx: JobContext, rows: DataFrame, table: str, key: list[str]) -> DataFrame:
-    """Gate a whole recomputed gold table, guard and MERGE what passes. Returns the published rows."""
-    return ctx.publish_recomputed([(rows, table, key)])[0]
+def _publish_gold(ctx: JobContext, rows: DataFrame, table: str, key: list[str]) -> None:
+    """Gate a whole recomputed gold table, guard and MERGE what passes."""
+    ctx.publish_recomputed([(rows, table, key)])
 
 
 def _profile_date(ctx: JobContext, orders_df: DataFrame, events_df: DataFrame) -> dt.date:
