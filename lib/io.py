@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from delta import exceptions as delta_exceptions
-from delta.tables import DeltaTable
+from delta.tables import DeltaMergeBuilder, DeltaTable
 from pyspark.ml import PipelineModel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -197,7 +197,6 @@ def _merge(spark: SparkSession, df: DataFrame, config: Config, table: str, keys:
             writer = writer.option("delta.enableChangeDataFeed", "true")
         writer.save(path)
     target = DeltaTable.forPath(spark, path)
-    before = table_version(spark, config, table)
     # Counted before the MERGE: afterwards the source's lineage may no longer evaluate (a re-run's recommendations
     # crashed when counted after a MERGE that changed nothing).
     source_rows = df.count()
@@ -217,12 +216,20 @@ def _merge(spark: SparkSession, df: DataFrame, config: Config, table: str, keys:
         merge = merge.whenNotMatchedBySourceDelete(condition=delete_missing)
     elif delete_missing:
         merge = merge.whenNotMatchedBySourceDelete()
+    metrics = _executed(spark, config, table, target, merge)
+    return {"numSourceRows": source_rows} if metrics is None else metrics
+
+
+def _executed(spark: SparkSession, config: Config, table: str, target: DeltaTable,
+              merge: DeltaMergeBuilder) -> dict[str, int] | None:
+    """Execute ``merge`` on ``target`` and return the operation metrics of its commit, or None when it committed
+    nothing: Delta commits nothing for a MERGE that changes nothing (e.g. an empty source), and the newest history
+    entry is then another operation's."""
+    before = table_version(spark, config, table)
     merge.execute()
     last = target.history(1).collect()[0]
     if last["version"] == before:
-        # Delta commits nothing for a MERGE that changes nothing (e.g. an empty source): the newest entry's metrics
-        # would be another operation's.
-        return {"numSourceRows": source_rows}
+        return None
     return {k: int(v) for k, v in (last["operationMetrics"] or {}).items() if v.isdigit()}
 
 
@@ -232,14 +239,9 @@ def delete_matching(spark: SparkSession, config: Config, table: str, rows: DataF
     target, alias ``t``), by MERGE. Returns the number of rows deleted."""
     def delete() -> int:
         target = DeltaTable.forPath(spark, config.table_path(table))
-        before = table_version(spark, config, table)
         on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-        target.alias("t").merge(rows.select(*keys).distinct().alias("s"), on).whenMatchedDelete(condition).execute()
-        last = target.history(1).collect()[0]
-        # A MERGE that changes nothing may commit nothing: then the newest entry is someone else's.
-        if last["version"] == before:
-            return 0
-        return int((last["operationMetrics"] or {}).get("numTargetRowsDeleted", 0))
+        merge = target.alias("t").merge(rows.select(*keys).distinct().alias("s"), on).whenMatchedDelete(condition)
+        return (_executed(spark, config, table, target, merge) or {}).get("numTargetRowsDeleted", 0)
 
     return retry_conflicts(config, table, delete)
 
@@ -250,14 +252,10 @@ def delete_rows(spark: SparkSession, config: Config, table: str, rows: DataFrame
     records column names only. Returns the number of rows deleted."""
     def delete() -> int:
         target = DeltaTable.forPath(spark, config.table_path(table))
-        before = table_version(spark, config, table)
         on = " AND ".join(f"NOT {_differs(f't.`{f.name}`', f's.`{f.name}`', f.dataType)}" for f in rows.schema.fields)
         # An unconditional delete may match a target row from several source rows (exact duplicate rows).
-        target.alias("t").merge(rows.alias("s"), on).whenMatchedDelete().execute()
-        last = target.history(1).collect()[0]
-        if last["version"] == before:
-            return 0
-        return int((last["operationMetrics"] or {}).get("numTargetRowsDeleted", 0))
+        merge = target.alias("t").merge(rows.alias("s"), on).whenMatchedDelete()
+        return (_executed(spark, config, table, target, merge) or {}).get("numTargetRowsDeleted", 0)
 
     return retry_conflicts(config, table, delete)
 

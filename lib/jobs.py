@@ -726,8 +726,10 @@ def _remove_opted_out(ctx: JobContext, opt_outs: DataFrame) -> dict[str, dict[st
 def _remove_from_exports(ctx: JobContext, erased: dict[str, dict[str, set[str]]],
                          opted: dict[str, dict[str, int]]) -> None:
     """Rewrite the activation files that list a person who was just erased or left their channel."""
-    leaving = _optional_table(ctx, "gold.audiences")
     gone = {person for identifiers in erased.values() for person in identifiers.get("person_id", ())}
+    if not gone and not opted:
+        return
+    leaving = _optional_table(ctx, "gold.audiences")
     exports = audiences.exports_root(ctx.config)
     for name in io.subfolders(ctx.spark, exports):
         current = ctx.spark.read.parquet(f"{exports}/{name}/parquet")
