@@ -152,8 +152,11 @@ class PatternSettings:
     adapt_min_support: bool = True
 
 
-# recommendations.cold_start_fallback: choose on the hold-out, or force one of lib.recommend.COLD_START_FALLBACKS.
-COLD_START_FALLBACK_SETTINGS = ("auto", "segment", "popular")
+# Cold-start fallbacks, for people ALS cannot rank: their segment's popular products then everyone's, or everyone's
+# only (on a tie in the hold-out the first is kept); "auto" chooses between them on the hold-out (lib.recommend).
+COLD_START_SEGMENT, COLD_START_POPULAR, COLD_START_AUTO = "segment", "popular", "auto"
+COLD_START_FALLBACKS = (COLD_START_SEGMENT, COLD_START_POPULAR)
+COLD_START_FALLBACK_SETTINGS = (COLD_START_AUTO, *COLD_START_FALLBACKS)
 
 
 @dataclass(frozen=True)

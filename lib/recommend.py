@@ -25,6 +25,14 @@ from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+# Named in lib.config, which validates the setting without Spark; re-exported for callers of this module.
+from lib.config import (  # noqa: F401
+    COLD_START_AUTO,
+    COLD_START_FALLBACK_SETTINGS,
+    COLD_START_FALLBACKS,
+    COLD_START_POPULAR,
+    COLD_START_SEGMENT,
+)
 from lib.profiles import day_end, person_events, person_of
 
 PURCHASE = "purchase"
@@ -34,10 +42,6 @@ REASON_POPULAR = "popular"
 REASON_NEW = "new_in_favourite_category"
 # Lower is preferred when a product reaches a person by several routes.
 _PRIORITY = {REASON_ALS: 0, REASON_SEGMENT: 1, REASON_POPULAR: 2}
-# Cold-start fallbacks, for people ALS cannot rank: their segment's popular products then everyone's, or everyone's
-# only. On a tie in the hold-out the first is kept. "auto" chooses between them on the hold-out.
-COLD_START_SEGMENT, COLD_START_POPULAR, COLD_START_AUTO = "segment", "popular", "auto"
-COLD_START_FALLBACKS = (COLD_START_SEGMENT, COLD_START_POPULAR)
 USER, ITEM, STRENGTH = "user", "item", "strength"
 RECOMMENDATION_COLUMNS = ["person_id", "rank", "product_id", "score", "reason"]
 # ALS fits one block per task at most; small data in one block avoids shuffling factors between blocks for nothing.
@@ -358,7 +362,7 @@ def choose_cold_start_fallback(ndcg_by_fallback: Mapping[str, float], setting: s
     if setting in COLD_START_FALLBACKS:
         return setting
     if setting != COLD_START_AUTO:
-        raise ValueError(f"cold-start fallback {setting!r} is none of {(COLD_START_AUTO, *COLD_START_FALLBACKS)}")
+        raise ValueError(f"cold-start fallback {setting!r} is none of {COLD_START_FALLBACK_SETTINGS}")
     measured = [f for f in COLD_START_FALLBACKS if not math.isnan(ndcg_by_fallback.get(f, math.nan))]
     return max(measured, key=lambda f: (ndcg_by_fallback[f], -COLD_START_FALLBACKS.index(f)),
                default=COLD_START_FALLBACKS[0])
