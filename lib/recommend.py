@@ -320,6 +320,8 @@ def judged_lists(recommended: DataFrame, held_out: DataFrame, products: DataFram
 def list_metrics(judged: DataFrame, k: int) -> dict[str, float]:
     """precision@k, recall@k, NDCG@k and MAP of ``judged`` lists (``judged_lists``; MLlib's RankingEvaluator) and
     how many people they are; only the count (0) when there is nobody to judge."""
+    # Materialised once: every evaluator would otherwise recompute the lists (the whole recommend() behind them).
+    judged = judged.localCheckpoint()
     people = judged.count()
     metrics = {name: RankingEvaluator(metricName=metric, k=k).evaluate(judged)
                for name, metric in RANKING_METRICS.items()} if people else {}
@@ -332,6 +334,8 @@ def ranking_metrics(recommended: DataFrame, held_out: DataFrame, products: DataF
     recommendations counts with an empty list), plus catalogue coverage: the share of the catalogue recommended to
     anyone. With ``warm`` (person_id of the people with interactions before the hold-out), the same metrics for the
     judged people among them (``warm_`` prefix) and for the others, the cold-start people (``cold_``)."""
+    # Both the lists and the coverage read the recommendations: computed once, not once per metric.
+    recommended = recommended.cache()
     judged = judged_lists(recommended, held_out, products).cache()
     metrics = list_metrics(judged, k)
     metrics["coverage"] = recommended.select("product_id").distinct().count() / max(catalogue_size, 1)
@@ -340,6 +344,7 @@ def ranking_metrics(recommended: DataFrame, held_out: DataFrame, products: DataF
             in_group = judged.join(warm.select("person_id"), "person_id", how)
             metrics.update({f"{group}_{name}": value for name, value in list_metrics(in_group, k).items()})
     judged.unpersist()
+    recommended.unpersist()
     return metrics
 
 
@@ -350,10 +355,13 @@ def cold_start_ndcg(cold: DataFrame, held_out: DataFrame, interactions_df: DataF
     people ALS cannot rank, having no interactions), on their ``held_out`` purchases. Their lists are made as the
     job makes them; ALS plays no part in them, so no model is needed. Empty when there is nobody to judge."""
     held = held_out.join(cold, "person_id", "left_semi")
-    measured = {fallback: list_metrics(judged_lists(
-        recommend(None, None, cold, interactions_df, bought, recommendable, n, new_product_slots, segments, fallback),
-        held, products), n) for fallback in COLD_START_FALLBACKS}
-    return {fallback: metrics["ndcg_at_k"] for fallback, metrics in measured.items() if "ndcg_at_k" in metrics}
+    ndcg = {}
+    for fallback in COLD_START_FALLBACKS:
+        metrics = list_metrics(judged_lists(recommend(None, None, cold, interactions_df, bought, recommendable, n,
+                                                      new_product_slots, segments, fallback), held, products), n)
+        if "ndcg_at_k" in metrics:
+            ndcg[fallback] = metrics["ndcg_at_k"]
+    return ndcg
 
 
 def choose_cold_start_fallback(ndcg_by_fallback: Mapping[str, float], setting: str = COLD_START_AUTO) -> str:
@@ -399,11 +407,13 @@ def search_params(train: DataFrame, split: TimeSplit, people: DataFrame, catalog
     popularity baseline is measured on the same people; every metric also for the judged people with interactions
     before the hold-out (``warm_``) and without (``cold_``). Without any held-out purchase, or without any
     interaction before the hold-out (data shorter than the hold-out), nothing is fitted or measured."""
+    bought = bought.cache()
     evaluated = split.held_out.join(people, "person_id", "left_semi").cache()
     if evaluated.isEmpty() or train.isEmpty():
         # Nobody bought anything new in the hold-out days, or nothing happened before them: nothing to judge the
         # grid or the fallbacks on, so the grid's first point and the preferred fallback are used unmeasured.
         evaluated.unpersist()
+        bought.unpersist()
         return ModelSearch(grid[0], [], {}, split, choose_cold_start_fallback({}, cold_start_fallback), {})
     idx = indexes(train, catalogue)
     recommendable = recommendable_products(catalogue)
@@ -423,7 +433,7 @@ def search_params(train: DataFrame, split: TimeSplit, people: DataFrame, catalog
                                                                new_product_slots, people, fallback))))
     baseline = measure(popularity_baseline(judged, train, bought, recommendable, n))
     best = max(candidates, key=lambda e: (e.metrics["ndcg_at_k"], -candidates.index(e)))
-    for cached in (ratings, evaluated, judged):
+    for cached in (ratings, evaluated, judged, bought):
         cached.unpersist()
     return ModelSearch(best.params, candidates, baseline, split, fallback, fallback_ndcg)
 
