@@ -40,14 +40,16 @@ def read_landing_stream(spark, landing_root: str, source: Source) -> DataFrame:
 def bronze_records(landed: DataFrame, source: Source, batch_id: int, batch_files: DataFrame | None = None) -> DataFrame:
     """Raw records -> bronze rows: ``value`` (JSON text), ``_parse_error``, ``_line`` and ingestion metadata.
 
-    ``batch_files`` (columns ``_source_file``, ``bytes``): the files the batch read; each unreadable one gets one
-    row whose ``_parse_error`` names it (``files_without_records``), so no file vanishes without a trace.
+    ``batch_files`` (columns ``_source_file``, ``bytes``, ``intact``): the files the batch read; each unreadable
+    one gets one row whose ``_parse_error`` names it (``files_without_records``), and so does each compressed file
+    cut short after some lines (``files_cut_short``): no file, or part of one, vanishes without a trace.
     """
     # A byte-order mark would otherwise become part of the first header name or make the first JSON record malformed.
     without_bom = landed.withColumn("value", F.regexp_replace("value", f"^{_BYTE_ORDER_MARK}", ""))
     records = {"jsonl": _json_lines, "json": _json_array_elements, "csv": _csv_rows}[source.format](without_bom)
     if batch_files is not None:
-        records = records.unionByName(files_without_records(landed, records, batch_files))
+        records = records.unionByName(files_without_records(landed, records, batch_files)).unionByName(
+            files_cut_short(records, batch_files))
     too_long = F.length("value") > MAX_RECORD_CHARS
     return records.select(
         F.concat_ws("#", F.lit(batch_id), F.monotonically_increasing_id()).alias("_record_id"),
@@ -76,6 +78,20 @@ def files_without_records(landed: DataFrame, records: DataFrame, batch_files: Da
         F.lit("").alias("value"),
         F.concat(F.lit("unreadable file: skipped as corrupt or truncated ("), F.col("bytes").cast("string"),
                  F.lit(" bytes)")).alias("_parse_error"),
+        "_source_file",
+        F.lit(None).cast("int").alias("_line"),
+    )
+
+
+def files_cut_short(records: DataFrame, batch_files: DataFrame) -> DataFrame:
+    """One row per compressed file of the batch that gave records but does not decompress to its end (``intact``
+    false): Spark kept the lines before the cut and dropped the rest, so the loss is named here."""
+    cut = batch_files.filter(~F.col("intact")).join(records.select("_source_file").distinct(), "_source_file",
+                                                    "left_semi")
+    return cut.select(
+        F.lit("").alias("value"),
+        F.lit("truncated compressed file: the records before the cut landed, the rest of the file is lost; "
+              "send it again whole, under a new name").alias("_parse_error"),
         "_source_file",
         F.lit(None).cast("int").alias("_line"),
     )

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from delta import exceptions as delta_exceptions
 from delta.tables import DeltaMergeBuilder, DeltaTable
+from py4j.protocol import Py4JJavaError
 from pyspark.ml import PipelineModel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -321,22 +322,50 @@ def process_new_rows(
 
 
 def stream_batch_files(spark: SparkSession, checkpoint: str, batch_id: int) -> DataFrame:
-    """The files a file-source stream's micro-batch ``batch_id`` read (columns ``path``, ``bytes``), from the
-    source's log in its checkpoint: unlike the rows, the log also names files that yielded none (empty, or skipped
-    as corrupt). Every 10th batch the log is compacted into ``<n>.compact`` holding all batches so far, hence the
-    wildcard. Sizes come from the filesystem (a batch names few files); a file gone since reads as -1."""
+    """The files a file-source stream's micro-batch ``batch_id`` read (columns ``path``, ``bytes``, ``intact``),
+    from the source's log in its checkpoint: unlike the rows, the log also names files that yielded none (empty, or
+    skipped as corrupt). Every 10th batch the log is compacted into ``<n>.compact`` holding all batches so far, hence
+    the wildcard. Sizes come from the filesystem (a batch names few files); a file gone since reads as -1.
+    ``intact`` is false for a compressed file that does not decompress to its end (``_decompresses_whole``)."""
     log = f"{checkpoint.rstrip('/')}/sources/0/{{{batch_id},*.compact}}"
     entries = spark.read.text(log).filter(F.col("value").startswith("{"))
     parsed = entries.select(F.from_json("value", "path string, batchId long").alias("entry"))
     paths = [row[0] for row in parsed.filter(F.col("entry.batchId") == batch_id).select("entry.path").distinct()
              .collect()]
-    return spark.createDataFrame([(path, _file_bytes(spark, path)) for path in paths], "path string, bytes long")
+    return spark.createDataFrame([(path, _file_bytes(spark, path), _decompresses_whole(spark, path)) for path in paths],
+                                 "path string, bytes long, intact boolean")
+
+
+def _hadoop_path(spark: SparkSession, path: str):
+    jvm_path = spark._jvm.org.apache.hadoop.fs.Path(spark._jvm.java.net.URI(path))
+    return jvm_path, jvm_path.getFileSystem(spark._jsc.hadoopConfiguration())
 
 
 def _file_bytes(spark: SparkSession, path: str) -> int:
-    jvm_path = spark._jvm.org.apache.hadoop.fs.Path(spark._jvm.java.net.URI(path))
-    fs = jvm_path.getFileSystem(spark._jsc.hadoopConfiguration())
+    jvm_path, fs = _hadoop_path(spark, path)
     return fs.getFileStatus(jvm_path).getLen() if fs.exists(jvm_path) else -1
+
+
+def _decompresses_whole(spark: SparkSession, path: str) -> bool:
+    """Whether a compressed file (any Hadoop codec: .gz, .bz2, .zst ...) decodes to its end; true for a plain or
+    vanished file. With ``ignoreCorruptFiles`` Spark keeps the lines before a cut in a compressed file and drops the
+    rest with only a log line: this is what tells bronze that lines were lost. It decompresses the file once more,
+    streamed on the driver's JVM (memory stays flat); plain files, the generator's and most exports, cost nothing."""
+    jvm_path, fs = _hadoop_path(spark, path)
+    codec = spark._jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(
+        spark._jsc.hadoopConfiguration()).getCodec(jvm_path)
+    if codec is None or not fs.exists(jvm_path):
+        return True
+    stream = codec.createInputStream(fs.open(jvm_path))
+    try:
+        spark._jvm.org.apache.commons.io.IOUtils.consume(stream)
+        return True
+    except Py4JJavaError as error:
+        if not spark._jvm.java.lang.Class.forName("java.io.IOException").isInstance(error.java_exception):
+            raise
+        return False
+    finally:
+        stream.close()
 
 
 def save_model(model: PipelineModel, path: str) -> None:

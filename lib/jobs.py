@@ -64,7 +64,7 @@ def bronze(ctx: JobContext) -> None:
         def append_batch(landed: DataFrame, batch_id: int, source=source, table=table, accounting=accounting):
             # The files this micro-batch read, including those that yielded no row (empty or unreadable).
             batch_files = io.stream_batch_files(landed.sparkSession, ctx.config.checkpoint_path(table), batch_id)
-            batch_files = batch_files.select(same_uri_as_metadata("path").alias("_source_file"), "bytes")
+            batch_files = batch_files.select(same_uri_as_metadata("path").alias("_source_file"), "bytes", "intact")
             records = bronze_records(landed, source, batch_id, batch_files).cache()
             counts = records.agg(
                 F.count(F.lit(1)).alias("rows"),
