@@ -6,7 +6,7 @@ customers, about 10M; XS: 2k for a quick look; or ``--customers``/``--days``), t
 * the **floor**: one Spark pass that reads every landing file as text and writes it once as Delta, no parsing;
 * the **whole pipeline** (``run_pipeline``), per job: seconds, rows in (its tables' ``rows_in``), rows/s, time in
   gates (the ``gate_ms`` every gate records), shuffle bytes written (Spark's status API, executors' totals before
-  and after the job) and the driver JVM's peak heap during the job;
+  and after the job) and the driver JVM's peak heap in use during the job (``HeapSampler``);
 * **DuckDB** computing the same RFM scores and daily revenue straight from the landing files (newest version per
   order, revenue statuses), the single-machine tool a user would pick instead; needs ``pip install -e '.[bench]'``.
 
@@ -30,7 +30,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench.profile_scoring import peak_driver_mb
+from bench.profile_scoring import HeapSampler
 from lib.config import Config, load_config
 from lib.generate import GeneratorSettings, generate
 from lib.jobs import PIPELINE
@@ -82,8 +82,10 @@ def measured_pipeline(spark, config: Config) -> tuple[float, list[JobMeasure]]:
     measures: list[JobMeasure] = []
     started: dict[str, int] = {}
 
+    heap = HeapSampler(spark)
+
     def on_start(job: str) -> None:
-        peak_driver_mb(spark, reset=True)
+        heap.take()
         started[job] = shuffle_written(spark)
 
     def on_done(run: JobRun) -> None:
@@ -91,11 +93,12 @@ def measured_pipeline(spark, config: Config) -> tuple[float, list[JobMeasure]]:
             run.job, run.seconds, sum(t.rows_in for t in run.tables),
             (sum(t.details["gate_ms"] for t in run.tables if "gate_ms" in t.details) / 1000
              if any("gate_ms" in t.details for t in run.tables) else None),
-            shuffle_written(spark) - started.get(run.job, shuffle_written(spark)), peak_driver_mb(spark)[0]))
+            shuffle_written(spark) - started.get(run.job, shuffle_written(spark)), heap.take()))
 
     clock = time.monotonic()
     runs = run_pipeline(spark, config, on_job_start=on_start, on_job_done=on_done)
     seconds = time.monotonic() - clock
+    heap.stop()
     failed = [f"{run.job}: {run.error}" for run in runs if not run.ok]
     if failed:
         raise SystemExit(f"pipeline failed in {config.lakehouse_root}: {'; '.join(failed)}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import resource
 import tempfile
+import threading
 import time
 
 from pyspark.sql import DataFrame, SparkSession
@@ -60,7 +61,8 @@ def synthetic_summary(features: DataFrame) -> DataFrame:
 
 def peak_driver_mb(spark: SparkSession, reset: bool = False) -> tuple[float, float]:
     """(peak JVM driver heap, peak Python driver RSS) in MB; the JVM heap peaks are reset when asked, so each
-    scale is measured on its own."""
+    scale is measured on its own. The heap figure sums each heap pool's own peak; pools peak at different moments,
+    so it can overstate (``HeapSampler`` reads the whole heap at one moment)."""
     pools = spark._jvm.java.lang.management.ManagementFactory.getMemoryPoolMXBeans()
     heap = [pool for pool in pools if pool.getType().toString() == "Heap memory"]
     jvm = sum(pool.getPeakUsage().getUsed() for pool in heap) / 2**20
@@ -68,6 +70,36 @@ def peak_driver_mb(spark: SparkSession, reset: bool = False) -> tuple[float, flo
         for pool in heap:
             pool.resetPeakUsage()
     return jvm, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class HeapSampler:
+    """The driver JVM's heap in use (all pools read at one moment), sampled every ``interval`` seconds on a daemon
+    thread while the pipeline runs; ``take()`` returns the highest sample since the previous ``take()``. In local
+    mode the executors' work runs in the same JVM, so this is the whole Spark process's heap."""
+
+    def __init__(self, spark: SparkSession, interval: float = 0.25):
+        self._memory = spark._jvm.java.lang.management.ManagementFactory.getMemoryMXBean()
+        self._interval, self._peak, self._lock = interval, 0, threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stopped.wait(self._interval):
+            used = self._memory.getHeapMemoryUsage().getUsed()
+            with self._lock:
+                self._peak = max(self._peak, used)
+
+    def take(self) -> float:
+        """The highest heap in use (MB) since the last take, including the moment of this call."""
+        used = self._memory.getHeapMemoryUsage().getUsed()
+        with self._lock:
+            peak, self._peak = max(self._peak, used), 0
+        return peak / 2**20
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
 
 
 def score(spark: SparkSession, people: int, lake: str) -> list[tuple[str, float, int]]:
