@@ -48,6 +48,7 @@ class ChildRun:
     returncode: int
     # job -> (seconds since the child started when the job finished, the job's own seconds)
     finished: dict[str, tuple[float, float]]
+    output: list[str]
 
 
 def run_child(env: dict[str, str], jobs: list[str], kill_at: float | None = None) -> ChildRun:
@@ -58,9 +59,11 @@ def run_child(env: dict[str, str], jobs: list[str], kill_at: float | None = None
     child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              start_new_session=True)
     finished: dict[str, tuple[float, float]] = {}
+    output: list[str] = []
 
     def read() -> None:
         for line in child.stdout:
+            output.append(line)
             match = _FINISHED.match(line)
             if match:
                 finished[match.group(2)] = (time.monotonic() - started, float(match.group(3)))
@@ -74,7 +77,7 @@ def run_child(env: dict[str, str], jobs: list[str], kill_at: float | None = None
             os.killpg(child.pid, signal.SIGKILL)
     child.wait()
     reader.join(timeout=10)
-    return ChildRun(child.returncode, finished)
+    return ChildRun(child.returncode, finished, output)
 
 
 def phase_windows(reference: ChildRun, phases: dict[str, list[str]]) -> dict[str, tuple[float, float]]:
@@ -112,6 +115,8 @@ def main() -> None:
     parser.add_argument("--last-job", default="gold_customer_features",
                         help="run the pipeline up to this job (everything it depends on included)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the data and of the kill times")
+    parser.add_argument("--phase", action="append", choices=["bronze", "silver", "gold"], dest="phases",
+                        help="kill only in this phase (repeat for several; default: all three)")
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dmp-soak-"))
@@ -135,7 +140,8 @@ def main() -> None:
     reference = run_child(lakehouse("reference"), jobs)
     if reference.returncode != 0:
         raise SystemExit(f"the uninterrupted run failed (exit {reference.returncode}); see {workdir}/reference")
-    windows = phase_windows(reference, phases)
+    windows = {phase: window for phase, window in phase_windows(reference, phases).items()
+               if not args.phases or phase in args.phases}
     config = load_config()
     spark = spark_session(config)
     reference_config = replace(config, lakehouse_root=str(workdir / "reference"))
@@ -150,6 +156,9 @@ def main() -> None:
             rerun = run_child(env, jobs)
             problems = (differences(spark, reference_config, replace(config, lakehouse_root=env["DMP_LAKEHOUSE_ROOT"]))
                         if rerun.returncode == 0 else [f"re-run failed with exit {rerun.returncode}"])
+            if problems:
+                kept = _keep_failure(workdir, f"{phase}-{kill + 1}", Path(env["DMP_LAKEHOUSE_ROOT"]), killed, rerun)
+                problems.append(f"kept in {kept}")
             done = [job for job in jobs if job in killed.finished]
             results.append((phase, kill + 1, kill_at, done[-1] if done else "-", killed.returncode, problems))
             console.print(f"{phase} #{kill + 1}: killed at {kill_at:.1f} s (last finished: "
@@ -165,6 +174,16 @@ def main() -> None:
     console.print(table)
     if any(r[5] for r in results):
         raise SystemExit(1)
+
+
+def _keep_failure(workdir: Path, name: str, lakehouse: Path, killed: ChildRun, rerun: ChildRun) -> Path:
+    """The lakehouse a failed re-run left and both runs' output, for reading after the soak."""
+    kept = workdir / f"failed-{name}"
+    shutil.rmtree(kept, ignore_errors=True)
+    shutil.copytree(lakehouse, kept / "lakehouse")
+    (kept / "killed.log").write_text("".join(killed.output))
+    (kept / "rerun.log").write_text("".join(rerun.output))
+    return kept
 
 
 def _needed(last_job: str) -> set[str]:
