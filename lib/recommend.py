@@ -319,9 +319,9 @@ def judged_lists(recommended: DataFrame, held_out: DataFrame, products: DataFram
 
 def list_metrics(judged: DataFrame, k: int) -> dict[str, float]:
     """precision@k, recall@k, NDCG@k and MAP of ``judged`` lists (``judged_lists``; MLlib's RankingEvaluator) and
-    how many people they are; only the count (0) when there is nobody to judge."""
-    # Materialised once: every evaluator would otherwise recompute the lists (the whole recommend() behind them).
-    judged = judged.localCheckpoint()
+    how many people they are; only the count (0) when there is nobody to judge. ``judged`` should be materialised
+    (``localCheckpoint``): every evaluator reads it again, and would otherwise recompute the whole recommend()
+    behind it."""
     people = judged.count()
     metrics = {name: RankingEvaluator(metricName=metric, k=k).evaluate(judged)
                for name, metric in RANKING_METRICS.items()} if people else {}
@@ -336,14 +336,13 @@ def ranking_metrics(recommended: DataFrame, held_out: DataFrame, products: DataF
     judged people among them (``warm_`` prefix) and for the others, the cold-start people (``cold_``)."""
     # Both the lists and the coverage read the recommendations: computed once, not once per metric.
     recommended = recommended.cache()
-    judged = judged_lists(recommended, held_out, products).cache()
+    judged = judged_lists(recommended, held_out, products).localCheckpoint()
     metrics = list_metrics(judged, k)
     metrics["coverage"] = recommended.select("product_id").distinct().count() / max(catalogue_size, 1)
     if warm is not None:
         for group, how in (("warm", "left_semi"), ("cold", "left_anti")):
-            in_group = judged.join(warm.select("person_id"), "person_id", how)
+            in_group = judged.join(warm.select("person_id"), "person_id", how).localCheckpoint()
             metrics.update({f"{group}_{name}": value for name, value in list_metrics(in_group, k).items()})
-    judged.unpersist()
     recommended.unpersist()
     return metrics
 
@@ -357,8 +356,9 @@ def cold_start_ndcg(cold: DataFrame, held_out: DataFrame, interactions_df: DataF
     held = held_out.join(cold, "person_id", "left_semi")
     ndcg = {}
     for fallback in COLD_START_FALLBACKS:
-        metrics = list_metrics(judged_lists(recommend(None, None, cold, interactions_df, bought, recommendable, n,
-                                                      new_product_slots, segments, fallback), held, products), n)
+        lists = judged_lists(recommend(None, None, cold, interactions_df, bought, recommendable, n, new_product_slots,
+                                       segments, fallback), held, products)
+        metrics = list_metrics(lists.localCheckpoint(), n)
         if "ndcg_at_k" in metrics:
             ndcg[fallback] = metrics["ndcg_at_k"]
     return ndcg
