@@ -74,13 +74,9 @@ def files_without_records(landed: DataFrame, records: DataFrame, batch_files: Da
     (``files_without_records``)."""
     read = landed.select("_source_file").distinct().withColumn("_read", F.lit(True))
     silent = batch_files.join(records.select("_source_file").distinct(), "_source_file", "left_anti")
-    return silent.join(read, "_source_file", "left").filter(F.col("_read").isNull() & (F.col("bytes") > 0)).select(
-        F.lit("").alias("value"),
-        F.concat(F.lit("unreadable file: skipped as corrupt or truncated ("), F.col("bytes").cast("string"),
-                 F.lit(" bytes)")).alias("_parse_error"),
-        "_source_file",
-        F.lit(None).cast("int").alias("_line"),
-    )
+    unreadable = silent.join(read, "_source_file", "left").filter(F.col("_read").isNull() & (F.col("bytes") > 0))
+    return _rows_naming_files(unreadable, F.concat(F.lit("unreadable file: skipped as corrupt or truncated ("),
+                                                   F.col("bytes").cast("string"), F.lit(" bytes)")))
 
 
 def files_cut_short(records: DataFrame, batch_files: DataFrame) -> DataFrame:
@@ -88,13 +84,14 @@ def files_cut_short(records: DataFrame, batch_files: DataFrame) -> DataFrame:
     false): Spark kept the lines before the cut and dropped the rest, so the loss is named here."""
     cut = batch_files.filter(~F.col("intact")).join(records.select("_source_file").distinct(), "_source_file",
                                                     "left_semi")
-    return cut.select(
-        F.lit("").alias("value"),
-        F.lit("truncated compressed file: the records before the cut landed, the rest of the file is lost; "
-              "send it again whole, under a new name").alias("_parse_error"),
-        "_source_file",
-        F.lit(None).cast("int").alias("_line"),
-    )
+    return _rows_naming_files(cut, F.lit("truncated compressed file: the records before the cut landed, the rest of "
+                                         "the file is lost; send it again whole, under a new name"))
+
+
+def _rows_naming_files(files: DataFrame, reason: Column) -> DataFrame:
+    """A bronze record with no line of its own: the file and why it is quarantined as a whole."""
+    return files.select(F.lit("").alias("value"), reason.alias("_parse_error"), "_source_file",
+                        F.lit(None).cast("int").alias("_line"))
 
 
 def same_uri_as_metadata(path: Column | str) -> Column:
