@@ -81,11 +81,13 @@ def run_child(env: dict[str, str], jobs: list[str], kill_at: float | None = None
 
 
 def phase_windows(reference: ChildRun, phases: dict[str, list[str]]) -> dict[str, tuple[float, float]]:
-    """Per phase, (start, end) seconds after the child's start: from its first job's start to its last job's end."""
+    """Per phase that ran, (start, end) seconds after the child's start: from its first job's start to its last
+    job's end."""
     windows = {}
     for phase, jobs in phases.items():
         ran = [reference.finished[job] for job in jobs if job in reference.finished]
-        windows[phase] = (min(end - seconds for end, seconds in ran), max(end for end, _ in ran))
+        if ran:
+            windows[phase] = (min(end - seconds for end, seconds in ran), max(end for end, _ in ran))
     return windows
 
 
