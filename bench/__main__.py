@@ -1,12 +1,14 @@
 """Pipeline benchmark against the floor: ``python -m bench --scale S`` (or ``--scale S --scale M``).
 
-Per scale, in one Spark session: generate landing files (S: 20k customers over 12 days, about 1M events; M: 200k
-customers, about 10M; XS: 2k for a quick look; or ``--customers``/``--days``), then time
+Per scale, in one Spark session: generate landing files unless the scale's folder has them (S: 20k customers over
+12 days, about 1M events; M: 200k customers, about 10M; XS: 2k for a quick look; or ``--customers``/``--days``),
+then time
 
 * the **floor**: one Spark pass that reads every landing file as text and writes it once as Delta, no parsing;
 * the **whole pipeline** (``run_pipeline``), per job: seconds, rows in (its tables' ``rows_in``), rows/s, time in
   gates (the ``gate_ms`` every gate records), shuffle bytes written (Spark's status API, executors' totals before
-  and after the job) and the driver JVM's peak heap in use during the job (``HeapSampler``);
+  and after the job), the driver JVM's peak heap in use during the job (``HeapSampler``) and its heap in use after
+  a full GC at the job's end (what it retained);
 * **DuckDB** computing the same RFM scores and daily revenue straight from the landing files (newest version per
   order, revenue statuses), the single-machine tool a user would pick instead; needs ``pip install -e '.[bench]'``.
 
@@ -55,6 +57,7 @@ class JobMeasure:
     gate_seconds: float | None  # None: this version's gates record no gate_ms
     shuffle_bytes: int
     peak_heap_mb: float
+    retained_heap_mb: float
 
 
 def shuffle_written(spark) -> int:
@@ -89,11 +92,17 @@ def measured_pipeline(spark, config: Config) -> tuple[float, list[JobMeasure]]:
         started[job] = shuffle_written(spark)
 
     def on_done(run: JobRun) -> None:
-        measures.append(JobMeasure(
+        measure = JobMeasure(
             run.job, run.seconds, sum(t.rows_in for t in run.tables),
             (sum(t.details["gate_ms"] for t in run.tables if "gate_ms" in t.details) / 1000
              if any("gate_ms" in t.details for t in run.tables) else None),
-            shuffle_written(spark) - started.get(run.job, shuffle_written(spark)), heap.take()))
+            shuffle_written(spark) - started.get(run.job, shuffle_written(spark)), heap.take(), heap.retained())
+        measures.append(measure)
+        # A long run shows where it is, and a run cut short leaves its figures so far.
+        gates = "" if measure.gate_seconds is None else f"gates {measure.gate_seconds:.1f} s, "
+        console.print(f"  {run.status} {run.job}: {measure.seconds:.1f} s, {measure.rows_in:,} rows in, {gates}"
+                      f"{measure.shuffle_bytes / 2**20:,.1f} MB shuffled, "
+                      f"peak heap {measure.peak_heap_mb:,.0f} MB, {measure.retained_heap_mb:,.0f} MB after GC")
 
     clock = time.monotonic()
     runs = run_pipeline(spark, config, on_job_start=on_start, on_job_done=on_done)
@@ -155,8 +164,11 @@ def jobs_on_path(targets: tuple[str, ...]) -> set[str]:
 
 def run_scale(spark, base: Config, name: str, customers: int, days: int, workdir: Path, seed: int) -> dict:
     landing = workdir / name / "landing"
-    console.print(f"[bold]{name}[/bold]: generating {customers:,} customers x {days} days ...")
-    generate(landing, GeneratorSettings(customers=customers, days=days, seed=seed))
+    if landing.exists():
+        console.print(f"[bold]{name}[/bold]: landing files already in {landing} (delete the folder to generate anew)")
+    else:
+        console.print(f"[bold]{name}[/bold]: generating {customers:,} customers x {days} days ...")
+        generate(landing, GeneratorSettings(customers=customers, days=days, seed=seed))
     events = sum(sum(1 for _ in path.open()) for path in (landing / "events").glob("*.jsonl"))
     config = dataclasses.replace(base, landing_root=str(landing), lakehouse_root=str(workdir / name / "lakehouse"))
     floor, floor_lines = floor_seconds(spark, landing, workdir / name / "floor")
@@ -164,24 +176,27 @@ def run_scale(spark, base: Config, name: str, customers: int, days: int, workdir
     pipeline, measures = measured_pipeline(spark, config)
     duck, duck_rows = duckdb_seconds(landing, workdir / name / "duckdb")
     path_seconds = sum(m.seconds for m in measures if m.job in jobs_on_path(DUCKDB_PATH_TARGETS))
-    table = Table("job", "seconds", "rows in", "rows/s", "gates s", "shuffle MB", "peak heap MB",
+    table = Table("job", "seconds", "rows in", "rows/s", "gates s", "shuffle MB", "peak heap MB", "after GC MB",
                   title=f"{name}: {customers:,} customers, {days} days, {events:,} events")
     for m in measures:
         table.add_row(m.job, f"{m.seconds:.1f}", f"{m.rows_in:,}", f"{m.rows_in / m.seconds:,.0f}" if m.seconds else "",
-                      _seconds(m.gate_seconds), f"{m.shuffle_bytes / 2**20:,.1f}", f"{m.peak_heap_mb:,.0f}")
+                      _seconds(m.gate_seconds), f"{m.shuffle_bytes / 2**20:,.1f}", f"{m.peak_heap_mb:,.0f}",
+                      f"{m.retained_heap_mb:,.0f}")
     gated = [m.gate_seconds for m in measures if m.gate_seconds is not None]
     gates, peak_heap = (sum(gated) if gated else None), max(m.peak_heap_mb for m in measures)
+    retained_heap = max(m.retained_heap_mb for m in measures)
     table.add_row("[bold]pipeline[/bold]", f"{pipeline:.1f}", "", "", _seconds(gates),
-                  f"{sum(m.shuffle_bytes for m in measures) / 2**20:,.1f}", f"{peak_heap:,.0f}")
+                  f"{sum(m.shuffle_bytes for m in measures) / 2**20:,.1f}", f"{peak_heap:,.0f}",
+                  f"{retained_heap:,.0f}")
     table.add_row("floor (read + write once)", f"{floor:.1f}", f"{floor_lines:,}", f"{floor_lines / floor:,.0f}")
-    table.add_row("DuckDB: RFM + daily revenue", f"{duck:.1f}", "", "", "", "", "")
+    table.add_row("DuckDB: RFM + daily revenue", f"{duck:.1f}", "", "", "", "", "", "")
     console.print(table)
     result = {"scale": name, "customers": customers, "days": days, "events": events, "floor_s": floor,
               "pipeline_s": pipeline, "pipeline_over_floor": pipeline / floor,
               "gate_share": None if gates is None else gates / pipeline,
               "duckdb_s": duck, "duckdb_rows": duck_rows, "spark_path_s": path_seconds,
               "spark_path_over_duckdb": path_seconds / duck,
-              "peak_heap_mb": peak_heap,
+              "peak_heap_mb": peak_heap, "retained_heap_mb": retained_heap,
               "python_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               "jobs": [dataclasses.asdict(m) for m in measures]}
     share = ("not measured (gates record no gate_ms)" if gates is None else
@@ -213,7 +228,8 @@ def main() -> None:
     for first, later in zip(results, results[1:]):
         console.print(f"{first['scale']} -> {later['scale']}: events x{later['events'] / first['events']:.1f}, "
                       f"pipeline time x{later['pipeline_s'] / first['pipeline_s']:.1f} (target <= 10), peak heap "
-                      f"{first['peak_heap_mb']:,.0f} -> {later['peak_heap_mb']:,.0f} MB")
+                      f"{first['peak_heap_mb']:,.0f} -> {later['peak_heap_mb']:,.0f} MB, after GC "
+                      f"{first['retained_heap_mb']:,.0f} -> {later['retained_heap_mb']:,.0f} MB")
     (workdir / "bench.json").write_text(json.dumps(results, indent=2, default=str))
     console.print(f"figures: {workdir / 'bench.json'}")
 

@@ -97,6 +97,12 @@ class HeapSampler:
             peak, self._peak = max(self._peak, used), 0
         return peak / 2**20
 
+    def retained(self) -> float:
+        """The heap in use (MB) right after a full collection asked for now (``System.gc()``): what the JVM still
+        holds (caches, broadcasts, anything collected to the driver), without the garbage ``take()`` counts."""
+        self._memory.gc()
+        return self._memory.getHeapMemoryUsage().getUsed() / 2**20
+
     def stop(self) -> None:
         self._stopped.set()
         self._thread.join()
