@@ -40,6 +40,8 @@ console = Console()
 RUN_METADATA = {"_record_id", "_ingested_at", "_batch_id", "_quarantined_at", "_run_id", "model_path",
                 "model_run_id", "_seconds_ahead_of_ingest"}
 COMPARED_LAYERS = ("bronze", "silver", "gold", "quarantine")
+# Kill phases, named for the layer their jobs write (bronze, silver_*, gold_*).
+PHASES = ("bronze", "silver", "gold")
 _FINISHED = re.compile(r"^\s*(succeeded|failed|skipped) (\S+) \(([\d.]+) s\)")
 
 
@@ -117,7 +119,7 @@ def main() -> None:
     parser.add_argument("--last-job", default="gold_customer_features",
                         help="run the pipeline up to this job (everything it depends on included)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the data and of the kill times")
-    parser.add_argument("--phase", action="append", choices=["bronze", "silver", "gold"], dest="phases",
+    parser.add_argument("--phase", action="append", choices=PHASES, dest="phases",
                         help="kill only in this phase (repeat for several; default: all three)")
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
@@ -126,8 +128,7 @@ def main() -> None:
     if not landing.exists():
         generate(landing, GeneratorSettings(customers=args.customers, days=args.days, seed=args.seed, products=40))
     jobs = [job for job in selected_jobs() if job in _needed(args.last_job)]
-    phases = {"bronze": [j for j in jobs if j == "bronze"], "silver": [j for j in jobs if j.startswith("silver")],
-              "gold": [j for j in jobs if j.startswith("gold")]}
+    phases = {phase: [job for job in jobs if job.split("_")[0] == phase] for phase in PHASES}
     # A small sample's injected dirt is a larger share than the default gate allows. One PII key for every lakehouse:
     # without it each would make its own and no hashed column would compare.
     base_env = {"DMP_GATES__MAX_ERROR_RATIO": "0.3", "DMP_PII_SALT": "soak", **os.environ,
