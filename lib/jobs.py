@@ -694,8 +694,9 @@ def _erase_everywhere(ctx: JobContext, erased: dict[str, dict[str, set[str]]]) -
         anyone = privacy.person_rows(rows.schema, everyone)
         if anyone is None:
             continue
-        # One pass over the table with all requests' identifiers together (one isin per column, one regex), the
-        # same rows as the OR of every request's condition; only the few rows found are told apart by request.
+        # One pass over the table with all requests' identifiers together (one set lookup per column and per
+        # record string), the same rows as the OR of every request's condition; only the few rows found are told
+        # apart by request.
         # A condition per request over the whole table grew past Spark's 64 KB generated-code limit at 100 requests.
         matched = rows.filter(anyone).localCheckpoint()
         conditions = {request_id: privacy.person_rows(rows.schema, identifiers)

@@ -8,7 +8,6 @@ keeps afterwards (ops.privacy_audit, ops.privacy_suppression) holds keyed hashes
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from functools import reduce
 
@@ -33,6 +32,8 @@ IDENTITY_NODE_KINDS = ("customer_id", "anonymous_id", "email_hash")
 # Identifiers an incoming record is checked against once its person was erased, and how to read each from a
 # typed source record (emails as silver.customers standardises them before hashing).
 SUPPRESSED_KINDS = {"customer_id": F.col, "anonymous_id": F.col, "email": lambda c: F.lower(F.trim(F.col(c)))}
+# Identifiers looked for in a raw record's text (the hashes never appear in a source record).
+RECORD_TEXT_KINDS = ("customer_id", "anonymous_id", "email", "phone", "order_id")
 
 
 def privacy_hash(value: Column, key: bytes) -> Column:
@@ -130,12 +131,23 @@ def person_rows(schema: StructType, identifiers: Mapping[str, set[str]]) -> Colu
 
 def _record_text_names(value: Column, identifiers: Mapping[str, set[str]]) -> Column | None:
     """A raw record (bronze, quarantine) names the person when one of their clear identifiers is a whole JSON
-    string in it, whatever its case or surrounding blanks: parsed fields alone would miss malformed records."""
-    clear = sorted(set().union(*(identifiers.get(kind, set()) for kind in ("customer_id", "anonymous_id", "email",
-                                                                           "phone", "order_id"))))
+    string in it, whatever its case or surrounding blanks: parsed fields alone would miss malformed records.
+
+    Every piece of text between two consecutive quotes is looked up in a hash set of the identifiers, so the cost
+    is the record's length, not records x identifiers (one regex alternating every identifier grew tenfold with
+    ten times the requests)."""
+    clear = sorted({v.strip().lower() for kind in RECORD_TEXT_KINDS for v in identifiers.get(kind, set())})
     if not clear:
         return None
-    return value.rlike('(?i)"\\s*(' + "|".join(re.escape(v) for v in clear) + ')\\s*"')
+    return F.exists(_record_strings(value), lambda text: text.isin(clear))
+
+
+def _record_strings(value: Column) -> Column:
+    """The record's quoted strings, trimmed and lower-cased: the text between every two consecutive quotes, so a
+    record missing a quote somewhere (cut short, hand-edited) still shows the strings after it."""
+    pieces = F.split(value, '"')
+    between_quotes = F.slice(pieces, 2, F.greatest(F.size(pieces) - 2, F.lit(0)))
+    return F.transform(between_quotes, lambda text: F.lower(F.regexp_replace(text, r"^\s+|\s+$", "")))
 
 
 def suppression_rows(identifiers: DataFrame, requests: DataFrame, key: bytes) -> DataFrame:
