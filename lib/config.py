@@ -26,8 +26,12 @@ class ConfigError(ValueError):
 class SparkSettings:
     master: str = "local[*]"
     app_name: str = "dmp"
-    # None sizes shuffles to the machine (2 tasks per core), which suits local data far better than Spark's 200.
+    # The fewest shuffle partitions, and the number streaming micro-batches use. None sizes them to the machine
+    # (2 tasks per core), which suits small local data far better than Spark's 200.
     shuffle_partitions: int | None = None
+    # A job's shuffles start with a partition per this many bytes of the Delta tables it reads (adaptive execution
+    # merges the small ones): shuffles grow with the data instead of spilling into a fixed number of partitions.
+    input_bytes_per_shuffle_partition: int = 8 * 1024 * 1024
     driver_memory: str = "4g"
     log_level: str = "ERROR"
     ui_enabled: bool = False

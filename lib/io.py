@@ -75,6 +75,12 @@ def table_version(spark: SparkSession, config: Config, table: str) -> int | None
     return DeltaTable.forPath(spark, config.table_path(table)).history(1).collect()[0]["version"]
 
 
+def tables_bytes(spark: SparkSession, config: Config, tables: Sequence[str]) -> int:
+    """The bytes of the current data files of each of ``tables`` that exists, together."""
+    return sum(DeltaTable.forPath(spark, config.table_path(table)).detail().first()["sizeInBytes"]
+               for table in tables if table_exists(spark, config, table))
+
+
 def table_versions(spark: SparkSession, config: Config, tables: Sequence[str]) -> dict[str, int]:
     """The current Delta version of each of ``tables`` that exists."""
     versions = {table: table_version(spark, config, table) for table in tables}

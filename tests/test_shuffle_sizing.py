@@ -1,0 +1,29 @@
+"""A job's shuffles start with partitions in proportion to the Delta tables it reads, never fewer than the floor."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from lib import io
+from lib.runner import new_run_id, run_job
+from tests.conftest import make_config
+
+INITIAL_PARTITIONS = "spark.sql.adaptive.coalescePartitions.initialPartitionNum"
+
+
+def test_a_job_starts_its_shuffles_at_a_partition_per_configured_input_bytes(spark, tmp_path):
+    base = make_config(tmp_path)
+    io.append(spark.range(20_000).selectExpr("id", "uuid() AS text"), base, "silver.wide")
+    on_disk = sum(f.stat().st_size for f in Path(base.table_path("silver.wide")).glob("*.parquet"))
+    assert io.tables_bytes(spark, base, ["silver.wide", "silver.absent"]) == on_disk
+    per_partition = on_disk * 2 // 11  # the input is 5.5 partitions' worth
+    config = dataclasses.replace(base, spark=dataclasses.replace(base.spark,
+                                                                 input_bytes_per_shuffle_partition=per_partition))
+    seen = {}
+    for reads in (("silver.wide",), ()):
+        run = run_job("probe", lambda ctx: seen.update({reads: ctx.spark.conf.get(INITIAL_PARTITIONS)}), spark,
+                      config, new_run_id(), reads=reads)
+        assert run.status == "succeeded", run.error
+    # A job reading nothing gets the floor (shuffle_partitions).
+    assert seen == {("silver.wide",): "6", (): str(config.spark.shuffle_partitions)}
