@@ -1,0 +1,64 @@
+"""One job alone on a copy of a benchmark lakehouse's inputs: ``python -m bench.job_alone --lakehouse L --job J``.
+
+Copies the tables the job reads (and the PII key) from ``L`` into a fresh lakehouse, runs the job there as the
+pipeline would (``run_job``) and prints its time, the shuffle partitions it started from, and from Spark's status
+API the shuffle bytes written, the bytes spilled to disk and in memory form, and the tasks of every stage that
+wrote more than 200 MB. For before/after measurements of one job at M without re-running what precedes it; pass
+``DMP_*`` variables (``DMP_SPARK__INPUT_BYTES_PER_SHUFFLE_PARTITION``) to compare settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from lib.config import load_config
+from lib.jobs import PIPELINE
+from lib.runner import new_run_id, run_job
+from lib.spark import spark_session
+
+BIG_STAGE_BYTES = 200 * 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.job_alone", description=__doc__.splitlines()[0])
+    parser.add_argument("--lakehouse", type=Path, required=True, help="a lakehouse holding the job's input tables")
+    parser.add_argument("--job", required=True, choices=sorted(PIPELINE))
+    parser.add_argument("--workdir", type=Path, help="where the copy goes (default: a temp dir)")
+    args = parser.parse_args()
+    copy = (args.workdir or Path(tempfile.mkdtemp(prefix="dmp-job-alone-"))) / "lakehouse"
+    shutil.rmtree(copy, ignore_errors=True)
+    job = PIPELINE[args.job]
+    for folder in ["_secrets", *(table.replace(".", "/") for table in job.reads)]:
+        shutil.copytree(args.lakehouse / folder, copy / folder)
+    config = load_config()
+    # The status API (stage metrics) needs the UI server.
+    config = dataclasses.replace(config, lakehouse_root=str(copy),
+                                 spark=dataclasses.replace(config.spark, ui_enabled=True))
+    spark = spark_session(config)
+    clock = time.monotonic()
+    run = run_job(args.job, job.run, spark, config, new_run_id(), reads=job.reads)
+    seconds = time.monotonic() - clock
+    context = spark.sparkContext
+    url = f"{context.uiWebUrl}/api/v1/applications/{context.applicationId}/stages?status=complete"
+    with urllib.request.urlopen(url, timeout=60) as response:
+        stages = json.load(response)
+    mb = 2**20
+    big = [(round(s["shuffleWriteBytes"] / mb), s["numTasks"]) for s in stages
+           if s["shuffleWriteBytes"] > BIG_STAGE_BYTES]
+    print(f"{args.job}: {run.status} {run.error or ''}in {seconds:,.1f} s; shuffles started at "
+          f"{spark.conf.get('spark.sql.adaptive.coalescePartitions.initialPartitionNum')} partitions; "
+          f"shuffle written {sum(s['shuffleWriteBytes'] for s in stages) / mb:,.0f} MB; spilled to disk "
+          f"{sum(s['diskBytesSpilled'] for s in stages) / mb:,.0f} MB "
+          f"({sum(s['memoryBytesSpilled'] for s in stages) / mb:,.0f} MB in memory form); stages writing > 200 MB "
+          f"(MB, tasks): {big}")
+
+
+if __name__ == "__main__":
+    main()
