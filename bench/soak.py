@@ -3,8 +3,9 @@ it again, and check every table ends as an uninterrupted run leaves it.
 
 ``python -m bench.soak --kills 20`` generates a small landing batch, runs the pipeline (``dmp pipeline run`` in a
 child process, jobs up to ``--last-job``) once without interruption as the reference, then per phase and kill:
-starts the same run on a fresh lakehouse, kills its driver (Python and JVM: the whole process group) at a moment
-drawn uniformly from that phase's window in the reference run, runs it again to the end and compares every bronze,
+starts the same run on a fresh lakehouse, kills its driver (Python and JVM: the whole process group) at a point
+drawn uniformly from that phase (its length in the reference run, stretched by how much slower this run reached the
+phase: see KillPoint), runs it again to the end and compares every bronze,
 silver, gold and quarantine table with the reference as a multiset of rows (ingestion and run metadata aside).
 Any difference, a duplicate or a lost row, fails the soak. Config (Spark memory) comes from ``DMP_*`` variables.
 """
@@ -51,10 +52,34 @@ class ChildRun:
     # job -> (seconds since the child started when the job finished, the job's own seconds)
     finished: dict[str, tuple[float, float]]
     output: list[str]
+    killed_at: float | None = None  # seconds after the start; None: not killed
 
 
-def run_child(env: dict[str, str], jobs: list[str], kill_at: float | None = None) -> ChildRun:
-    """``dmp pipeline run --only ...`` in its own process group; SIGKILLed ``kill_at`` seconds after start."""
+@dataclass(frozen=True)
+class KillPoint:
+    """Where in a phase to kill: ``fraction`` of its length in the reference run, counted from the moment the job
+    before the phase (``after_job``; None: the child's start) finishes, and stretched by how much slower than the
+    reference the child reached that moment. A machine busier than during the reference still gets its kill inside
+    the phase, instead of after the run has ended."""
+
+    after_job: str | None
+    reference_start: float
+    reference_length: float
+    fraction: float
+
+    def due(self, finished: dict[str, tuple[float, float]], elapsed: float) -> bool:
+        if self.after_job is None:
+            start = 0.0
+        elif self.after_job in finished:
+            start = finished[self.after_job][0]
+        else:
+            return False
+        slowdown = start / self.reference_start if self.reference_start > 0 else 1.0
+        return elapsed >= start + self.fraction * self.reference_length * slowdown
+
+
+def run_child(env: dict[str, str], jobs: list[str], kill: KillPoint | None = None) -> ChildRun:
+    """``dmp pipeline run --only ...`` in its own process group; SIGKILLed when ``kill`` is due."""
     dmp = str(Path(sys.executable).with_name("dmp"))
     command = [dmp, "pipeline", "run", *[a for job in jobs for a in ("--only", job)]]
     started = time.monotonic()
@@ -72,25 +97,30 @@ def run_child(env: dict[str, str], jobs: list[str], kill_at: float | None = None
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    if kill_at is not None:
-        try:
-            child.wait(timeout=kill_at)
-        except subprocess.TimeoutExpired:
+    killed_at = None
+    while kill is not None and child.poll() is None:
+        if kill.due(finished, time.monotonic() - started):
             os.killpg(child.pid, signal.SIGKILL)
+            killed_at = time.monotonic() - started
+            break
+        time.sleep(0.1)
     child.wait()
     reader.join(timeout=10)
-    return ChildRun(child.returncode, finished, output)
+    return ChildRun(child.returncode, finished, output, killed_at)
 
 
-def phase_windows(reference: ChildRun, phases: dict[str, list[str]]) -> dict[str, tuple[float, float]]:
-    """Per phase that ran, (start, end) seconds after the child's start: from its first job's start to its last
-    job's end."""
-    windows = {}
-    for phase, jobs in phases.items():
-        ran = [reference.finished[job] for job in jobs if job in reference.finished]
-        if ran:
-            windows[phase] = (min(end - seconds for end, seconds in ran), max(end for end, _ in ran))
-    return windows
+def kill_points(reference: ChildRun, jobs: list[str], phases: dict[str, list[str]]) -> dict[str, KillPoint]:
+    """Per phase that ran, where it starts and how long it took in the reference run (``fraction`` still 0)."""
+    points = {}
+    for phase, members in phases.items():
+        ran = [job for job in members if job in reference.finished]
+        if not ran:
+            continue
+        first = jobs.index(ran[0])
+        before = jobs[first - 1] if first > 0 else None
+        start = reference.finished[before][0] if before else 0.0
+        points[phase] = KillPoint(before, start, max(reference.finished[job][0] for job in ran) - start, 0.0)
+    return points
 
 
 def comparable(spark, config, table):
@@ -143,36 +173,40 @@ def main() -> None:
     reference = run_child(lakehouse("reference"), jobs)
     if reference.returncode != 0:
         raise SystemExit(f"the uninterrupted run failed (exit {reference.returncode}); see {workdir}/reference")
-    windows = {phase: window for phase, window in phase_windows(reference, phases).items()
-               if not args.phases or phase in args.phases}
+    points = {phase: point for phase, point in kill_points(reference, jobs, phases).items()
+              if not args.phases or phase in args.phases}
     config = load_config()
     spark = spark_session(config)
     reference_config = replace(config, lakehouse_root=str(workdir / "reference"))
     draw = random.Random(args.seed)
     results = []
     # Phases take turns, so a soak cut short has still killed every phase about as often.
-    for kill in range(args.kills):
-        for phase, (start, end) in windows.items():
-            kill_at = draw.uniform(start, end)
+    for number in range(1, args.kills + 1):
+        for phase, point in points.items():
             env = lakehouse("killed")
-            killed = run_child(env, jobs, kill_at)
+            killed = run_child(env, jobs, replace(point, fraction=draw.random()))
+            if killed.killed_at is None:
+                results.append((phase, number, None, "-", killed.returncode, []))
+                console.print(f"{phase} #{number}: the run ended before its kill point; not counted")
+                continue
             rerun = run_child(env, jobs)
             problems = (differences(spark, reference_config, replace(config, lakehouse_root=env["DMP_LAKEHOUSE_ROOT"]))
                         if rerun.returncode == 0 else [f"re-run failed with exit {rerun.returncode}"])
             if problems:
-                kept = _keep_failure(workdir, f"{phase}-{kill + 1}", Path(env["DMP_LAKEHOUSE_ROOT"]), killed, rerun)
+                kept = _keep_failure(workdir, f"{phase}-{number}", Path(env["DMP_LAKEHOUSE_ROOT"]), killed, rerun)
                 problems.append(f"kept in {kept}")
             done = [job for job in jobs if job in killed.finished]
-            results.append((phase, kill + 1, kill_at, done[-1] if done else "-", killed.returncode, problems))
-            console.print(f"{phase} #{kill + 1}: killed at {kill_at:.1f} s (last finished: "
+            results.append((phase, number, killed.killed_at, done[-1] if done else "-", killed.returncode, problems))
+            console.print(f"{phase} #{number}: killed at {killed.killed_at:.1f} s (last finished: "
                           f"{done[-1] if done else '-'}), re-run {'ok' if not problems else '; '.join(problems)}")
             spark.catalog.clearCache()
-    table = Table("phase", "kills", "window (s after start)", "re-runs equal to the reference", "differences",
-                  title=f"SIGKILL soak: {len(jobs)} jobs, {args.customers} customers x {args.days} days")
-    for phase, (start, end) in windows.items():
-        mine = [r for r in results if r[0] == phase]
+    table = Table("phase", "kills", "reference window (s after start)", "re-runs equal to the reference",
+                  "differences", title=f"SIGKILL soak: {len(jobs)} jobs, {args.customers} customers x {args.days} days")
+    for phase, point in points.items():
+        mine = [r for r in results if r[0] == phase and r[2] is not None]
         failed = [r for r in mine if r[5]]
-        table.add_row(phase, str(len(mine)), f"{start:.1f} - {end:.1f}", f"{len(mine) - len(failed)} / {len(mine)}",
+        window = f"{point.reference_start:.1f} - {point.reference_start + point.reference_length:.1f}"
+        table.add_row(phase, str(len(mine)), window, f"{len(mine) - len(failed)} / {len(mine)}",
                       "; ".join(f"#{r[1]}: {', '.join(r[5])}" for r in failed) or "-")
     console.print(table)
     if any(r[5] for r in results):
