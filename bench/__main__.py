@@ -26,12 +26,12 @@ import resource
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from bench import status_api
 from bench.profile_scoring import HeapSampler
 from lib.config import Config, load_config
 from lib.generate import GeneratorSettings, generate
@@ -62,10 +62,7 @@ class JobMeasure:
 
 def shuffle_written(spark) -> int:
     """Shuffle bytes written so far by all executors (cumulative, unlike the UI's bounded list of stages)."""
-    context = spark.sparkContext
-    url = f"{context.uiWebUrl}/api/v1/applications/{context.applicationId}/allexecutors"
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return sum(executor["totalShuffleWrite"] for executor in json.load(response))
+    return sum(executor["totalShuffleWrite"] for executor in status_api(spark, "allexecutors"))
 
 
 def floor_seconds(spark, landing: Path, out: Path) -> tuple[float, int]:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import shutil
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
+from bench import status_api
 from lib.config import load_config
 from lib.jobs import PIPELINE
 from lib.runner import new_run_id, run_job
@@ -45,10 +44,7 @@ def main() -> None:
     clock = time.monotonic()
     run = run_job(args.job, job.run, spark, config, new_run_id(), reads=job.reads)
     seconds = time.monotonic() - clock
-    context = spark.sparkContext
-    url = f"{context.uiWebUrl}/api/v1/applications/{context.applicationId}/stages?status=complete"
-    with urllib.request.urlopen(url, timeout=60) as response:
-        stages = json.load(response)
+    stages = status_api(spark, "stages?status=complete")
     mb = 2**20
     big = [(round(s["shuffleWriteBytes"] / mb), s["numTasks"]) for s in stages
            if s["shuffleWriteBytes"] > BIG_STAGE_BYTES]
