@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from lib import io, publish_guard
 from lib.config import Config
 from lib.quality import FAILED_RULES, GateFailed, GateResult, validate
-from lib.spark import persisted_rdd_ids, size_shuffles_to_input, unpersist_rdds
+from lib.spark import cache_is_empty, persisted_rdd_ids, size_shuffles_to_input, unpersist_rdds
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ def run_job(
     """
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.monotonic()
-    persisted_before = persisted_rdd_ids(spark)
+    persisted_before, cache_was_empty = persisted_rdd_ids(spark), cache_is_empty(spark)
     size_shuffles_to_input(spark, config, io.tables_bytes(spark, config, reads))
     context = JobContext(spark, config, run_id, input_versions=io.table_versions(spark, config, reads),
                          consumed_versions=consumed or {}, replay_rows=replay_rows, job=name)
@@ -278,6 +278,11 @@ def run_job(
         # What a crash skipped unpersisting, and the factor RDDs ALS persists, would otherwise fill a long-lived
         # driver (a scheduler, a notebook, a test session) until broadcasts fail.
         unpersist_rdds(spark, keep=persisted_before)
+        if cache_was_empty:
+            # An unpersisted RDD leaves its DataFrame's plan in the cache manager, and the plan keeps its
+            # broadcasts in storage memory: 3 GB after gold_recommendations at S, and the next scale's
+            # silver_events then failed for want of execution memory (UNABLE_TO_ACQUIRE_MEMORY).
+            spark.catalog.clearCache()
     run = JobRun(run_id, name, status, list(context.tables.values()), time.monotonic() - clock, started, error)
     _record(spark, config, run)
     if status == "succeeded":

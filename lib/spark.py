@@ -18,16 +18,16 @@ def shuffle_partitions(config: Config) -> int:
     return 2 * (os.cpu_count() or 2)
 
 
-def size_shuffles_to_input(spark: SparkSession, config: Config, input_bytes: int) -> int:
+def size_shuffles_to_input(spark: SparkSession, config: Config, input_bytes: int) -> None:
     """Start the coming job's shuffles with one partition per ``input_bytes_per_shuffle_partition`` of its input,
-    never fewer than ``shuffle_partitions``; the number chosen.
+    never fewer than ``shuffle_partitions`` or, unset, twice the cores the executors have now (on a cluster, more
+    than the driver's own).
 
     Adaptive execution merges partitions but cannot split them: four partitions spilled 5 GB of a 6 GB shuffle at
     M, while starting tiny jobs at Spark's 200 made the test pipeline 1.6x slower."""
-    partitions = max(shuffle_partitions(config),
-                     math.ceil(input_bytes / config.spark.input_bytes_per_shuffle_partition))
+    floor = config.spark.shuffle_partitions or 2 * spark.sparkContext.defaultParallelism
+    partitions = max(floor, math.ceil(input_bytes / config.spark.input_bytes_per_shuffle_partition))
     spark.conf.set("spark.sql.adaptive.coalescePartitions.initialPartitionNum", str(partitions))
-    return partitions
 
 
 def spark_session(config: Config) -> SparkSession:
@@ -64,6 +64,11 @@ def spark_session(config: Config) -> SparkSession:
 
 def persisted_rdd_ids(spark: SparkSession) -> set[int]:
     return set(spark.sparkContext._jsc.getPersistentRDDs().keySet())
+
+
+def cache_is_empty(spark: SparkSession) -> bool:
+    """Whether Spark's cache manager holds no cached plan (a DataFrame's ``cache()``, materialised or not)."""
+    return spark._jsparkSession.sharedState().cacheManager().isEmpty()
 
 
 def unpersist_rdds(spark: SparkSession, keep: set[int] = frozenset()) -> None:

@@ -19,7 +19,7 @@ from lib.generate import GeneratorSettings, copy_landing_days, generate
 from lib.jobs import PIPELINE
 from lib.pipeline import dependency_order, downstream, not_due, run_pipeline, selected_jobs
 from lib.runner import JobRun, LastSuccess, TableRun, new_run_id, run_job
-from lib.spark import persisted_rdd_ids
+from lib.spark import cache_is_empty, persisted_rdd_ids
 from tests.conftest import make_config
 
 # The jobs an order needs on its way to gold; enough to show skipping without running the whole graph.
@@ -192,3 +192,17 @@ def test_a_crashed_job_leaves_nothing_cached_and_what_was_cached_before_stays(sp
     assert run.status == "failed" and "boom" in run.error
     assert persisted_rdd_ids(spark) == persisted_before and kept.is_cached
     kept.unpersist()
+
+
+def test_a_job_leaves_no_cached_plan_holding_its_broadcasts(spark, tmp_path):
+    spark.catalog.clearCache()  # a job started with something cached (a notebook's) leaves the cache as it is
+
+    def caches_a_broadcast_join(ctx):
+        big = ctx.spark.range(200_000).selectExpr("id", "id % 1000 AS key")
+        small = ctx.spark.range(1000).selectExpr("id AS key", "repeat('x', 1000) AS padding")
+        big.join(F.broadcast(small), "key").cache().count()
+
+    run = run_job("caches", caches_a_broadcast_join, spark, make_config(tmp_path), new_run_id())
+    assert run.status == "succeeded", run.error
+    # Unpersisting the cached RDD alone would leave the plan, and its broadcast, in the cache manager.
+    assert cache_is_empty(spark)

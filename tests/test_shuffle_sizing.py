@@ -27,3 +27,13 @@ def test_a_job_starts_its_shuffles_at_a_partition_per_configured_input_bytes(spa
         assert run.status == "succeeded", run.error
     # A job reading nothing gets the floor (shuffle_partitions).
     assert seen == {("silver.wide",): "6", (): str(config.spark.shuffle_partitions)}
+
+
+def test_without_a_configured_floor_a_job_starts_at_twice_the_executor_cores(spark, tmp_path):
+    base = make_config(tmp_path)
+    config = dataclasses.replace(base, spark=dataclasses.replace(base.spark, shuffle_partitions=None))
+    seen = []
+    run = run_job("probe", lambda ctx: seen.append(ctx.spark.conf.get(INITIAL_PARTITIONS)), spark, config,
+                  new_run_id(), reads=())
+    assert run.status == "succeeded", run.error
+    assert seen == [str(2 * spark.sparkContext.defaultParallelism)]
