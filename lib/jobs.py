@@ -687,6 +687,7 @@ def _erase_everywhere(ctx: JobContext, erased: dict[str, dict[str, set[str]]]) -
     for identifiers in erased.values():
         for kind, values in identifiers.items():
             everyone.setdefault(kind, set()).update(values)
+    probes = ctx.spark.createDataFrame(privacy.request_probes(erased), "request_id string, tag string, value string")
     for table in io.list_tables(ctx.spark, ctx.config):
         if table in (PRIVACY_AUDIT, PRIVACY_SUPPRESSION):
             continue
@@ -694,20 +695,14 @@ def _erase_everywhere(ctx: JobContext, erased: dict[str, dict[str, set[str]]]) -
         anyone = privacy.person_rows(rows.schema, everyone)
         if anyone is None:
             continue
-        # One pass over the table with all requests' identifiers together (one set lookup per column and per
-        # record string), the same rows as the OR of every request's condition; only the few rows found are told
-        # apart by request.
-        # A condition per request over the whole table grew past Spark's 64 KB generated-code limit at 100 requests.
+        # One pass over the table with all requests' identifiers together; only the few rows found are told apart
+        # by request. A condition per request over the whole table grew past Spark's 64 KB generated-code limit at
+        # 100 requests.
         matched = rows.filter(anyone).localCheckpoint()
-        conditions = {request_id: privacy.person_rows(rows.schema, identifiers)
-                      for request_id, identifiers in erased.items()}
-        conditions = {request_id: condition for request_id, condition in conditions.items() if condition is not None}
-        counts = matched.agg(*[F.count(F.when(condition, 1)).alias(f"r{index}")
-                               for index, condition in enumerate(conditions.values())]).first()
-        for index, request_id in enumerate(conditions):
-            if counts[f"r{index}"]:
-                removed[request_id][table] = counts[f"r{index}"]
-        if any(counts):
+        counts = privacy.rows_per_request(matched, probes).collect()
+        for row in counts:
+            removed[row["request_id"]][table] = row["rows"]
+        if counts:
             io.delete_rows(ctx.spark, ctx.config, table, matched)
     return removed
 

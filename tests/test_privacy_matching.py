@@ -3,7 +3,7 @@ quoted strings in their text."""
 
 from __future__ import annotations
 
-from lib.privacy import person_rows
+from lib.privacy import person_rows, request_probes, rows_per_request
 
 ERASED = {"customer_id": {"c-000001"}, "anonymous_id": {"anon-7"}, "email": {"ann@example.com"},
           "email_hash": {"h-ann"}}
@@ -31,3 +31,18 @@ def test_typed_columns_match_their_own_identifier_kind_only(spark):
                                  "customer_id string, email_hash string")
     found = rows.filter(person_rows(rows.schema, ERASED)).collect()
     assert [(r["customer_id"], r["email_hash"]) for r in found] == [("c-000001", "h-x"), ("c-2", "h-ann")]
+
+
+def test_found_rows_are_counted_for_each_request_whose_person_they_carry(spark):
+    requests = {"r-ann": ERASED, "r-bob": {"customer_id": {"c-2"}, "email": {"bob@example.com"}},
+                "r-nobody": {"customer_id": {"c-404"}}}
+    rows = spark.createDataFrame(
+        [("c-000001", None), ("c-2", '{"email": " BOB@example.com"}'), ("c-3", '{"anonymous_id": "anon-7"}'),
+         ("c-2", '{"customer_id": "c-000001"}'), ("c-9", "no one")],
+        "customer_id string, value string")
+    probes = spark.createDataFrame(request_probes(requests), "request_id string, tag string, value string")
+    counted = {r["request_id"]: r["rows"] for r in rows_per_request(rows, probes).collect()}
+    # The same rows as each request's own condition finds; a row naming two people counts for both.
+    each_alone = {request_id: rows.filter(person_rows(rows.schema, identifiers)).count()
+                  for request_id, identifiers in requests.items()}
+    assert counted == {"r-ann": 3, "r-bob": 2} == {k: n for k, n in each_alone.items() if n}
