@@ -234,12 +234,12 @@ def silver_events(ctx: JobContext) -> None:
                 (F.min("event_ts") - F.expr(f"INTERVAL {settings.late_lookback_hours} HOURS")).alias("_from"),
                 (F.max("event_ts") + F.expr(f"INTERVAL {settings.late_lookback_hours} HOURS")).alias("_to"),
             )
-            neighbours = (
-                published.withColumn("_visitor", F.coalesce("anonymous_id", "customer_id"))
-                .join(window, "_visitor")
-                .filter(F.col("event_ts").between(F.col("_from"), F.col("_to")))
-                .drop("_from", "_to", "session_id")
-            )
+            published = published.withColumn("_visitor", F.coalesce("anonymous_id", "customer_id"))
+            touched = (published.join(window, "_visitor")
+                       .filter(F.col("event_ts").between(F.col("_from"), F.col("_to"))).select("session_id"))
+            # Whole sessions: one that began before the window, re-sessionised from its events inside it only, got
+            # a later start, hence another id, for those events alone.
+            neighbours = published.join(touched.distinct(), "session_id", "left_semi").drop("session_id")
             fresh = fresh.select(*neighbours.columns).unionByName(neighbours)
         sessions = events.sessionised(fresh, settings.session_gap_minutes).select(*columns).cache()
         metrics = io.merge_upsert(ctx.spark, sessions, ctx.config, "silver.events", schema.key)
