@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Submit one dmp job to any Spark master: ./spark-submit.sh <job> [spark-submit options ...]
+# Submit one dmp job to any Spark master: ./spark-submit.sh <job> [spark-submit options ...] [-- job arguments ...]
 #   ./spark-submit.sh bronze                                  # local[*]
 #   ./spark-submit.sh silver_orders --master spark://host:7077 --executor-memory 4g
+#   ./spark-submit.sh pipeline --master spark://host:7077 -- --from silver_orders   # pipeline: --only/--from/--force
 # Adds the Delta package (resolved from Maven Central) and its configs, ships the `lib` package to executors as a
 # zip, and passes config through DMP_* environment variables (see README). Set SPARK_HOME to use an installed
 # Spark; otherwise the spark-submit that pyspark installed into .venv is used.
@@ -28,10 +29,16 @@ mkdir -p "$here/build"
 # among the options wins over DMP_SPARK__MASTER, and each job shows up as dmp-<job> in the cluster's UI.
 master=${DMP_SPARK__MASTER:-local[*]}
 previous=
-for option in "$@"; do
+submit_options=()
+while [ $# -gt 0 ]; do
+  option=$1
+  shift
+  # What follows `--` goes to the job itself, after its script.
+  [ "$option" = -- ] && break
   case "$option" in --master=*) master=${option#--master=} ;; esac
   [ "$previous" = --master ] && master=$option
   previous=$option
+  submit_options+=("$option")
 done
 export DMP_SPARK__MASTER="$master" DMP_SPARK__APP_NAME="${DMP_SPARK__APP_NAME:-dmp-$job}"
 export DMP_HOME="$here" PYSPARK_PYTHON="${PYSPARK_PYTHON:-$python}" PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$python}"
@@ -44,5 +51,5 @@ exec "$submit" \
   --conf spark.sql.session.timeZone=UTC \
   --conf spark.ui.showConsoleProgress=false \
   --py-files "$here/build/dmp_lib.zip" \
-  "$@" \
-  "$here/jobs/$job.py"
+  "${submit_options[@]}" \
+  "$here/jobs/$job.py" "$@"

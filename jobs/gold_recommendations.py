@@ -13,4 +13,4 @@ os.environ.update(arg.split("=", 1) for arg in sys.argv[1:] if arg.startswith("D
 from lib.cli import run_submitted_job  # noqa: E402 - needs the path above
 
 if __name__ == "__main__":
-    run_submitted_job("gold_recommendations")
+    run_submitted_job("gold_recommendations", sys.argv[1:])

@@ -14,4 +14,4 @@ os.environ.update(arg.split("=", 1) for arg in sys.argv[1:] if arg.startswith("D
 from lib.cli import run_submitted_job  # noqa: E402 - needs the path above
 
 if __name__ == "__main__":
-    run_submitted_job(None)
+    run_submitted_job(None, sys.argv[1:])

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as dt
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -495,12 +496,23 @@ def summary_table(runs: list[JobRun]) -> Table:
     return table
 
 
-def run_submitted_job(job: str | None) -> None:
+def run_submitted_job(job: str | None, arguments: Sequence[str] = ()) -> None:
     """Entry point of jobs/<job>.py under spark-submit (``None``: the whole graph, jobs/pipeline.py): config from
-    DMP_* variables, exit code 1 on failure."""
+    DMP_* variables, exit code 1 on failure. ``arguments``, what follows `--` on ./spark-submit.sh, choose jobs as
+    `dmp pipeline run` does; DMP_<SETTING>=value among them (a Databricks task's parameters) are config."""
+    parser = argparse.ArgumentParser(prog=f"./spark-submit.sh {job or 'pipeline'} [spark-submit options] --")
+    if job is None:
+        parser.add_argument("--only", action="append", metavar="JOB", help="run just these jobs (repeatable)")
+        parser.add_argument("--from", dest="start_from", metavar="JOB",
+                            help="run this job and every job downstream of it")
+    parser.add_argument("--force", action="store_true", help="run even when the input tables did not change")
+    chosen = parser.parse_args([a for a in arguments if not (a.startswith("DMP_") and "=" in a)])
     try:
         _state["config"] = load_config()
-        _run_and_report([job] if job else None)
+        if job:
+            _run_and_report([job], force=chosen.force)
+        else:
+            _run_and_report(chosen.only, chosen.start_from, chosen.force)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except ConfigError as error:

@@ -35,7 +35,7 @@ def test_every_pipeline_job_is_one_task_with_the_graphs_dependencies():
     for name, job in PIPELINE.items():
         assert [d["task_key"] for d in tasks[name].get("depends_on", [])] == list(job.depends_on)
         entry_point = ROOT / tasks[name]["spark_python_task"]["python_file"]
-        assert f'run_submitted_job("{name}")' in entry_point.read_text(), f"{entry_point} must run job {name}"
+        assert f'run_submitted_job("{name}", sys.argv[1:])' in entry_point.read_text(), f"{entry_point} runs {name}"
 
 
 def test_job_carries_schedule_retries_notifications_and_config():
