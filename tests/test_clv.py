@@ -33,8 +33,7 @@ from lib.clv import (
     fit_gamma_gamma,
 )
 from lib.datasets import cdnow
-from lib.jobs import PIPELINE
-from lib.pipeline import run_pipeline
+from lib.pipeline import run_pipeline, selected_jobs
 from tests.conftest import make_config
 
 CALIBRATION_END = dt.date(1997, 9, 30)
@@ -244,9 +243,14 @@ def test_cdnow_orders_are_priced_so_their_lines_add_up_to_the_total_exactly(tmp_
     assert sorted(o["total_amount"] for o in orders) == sorted(c / 100 for c in raw["cents"])
 
 
+# Landing to the profile, where the fit is published, with the silver jobs of the sources cdnow lacks (events,
+# campaigns). The gold jobs after the profile add minutes on 2,357 customers and check nothing about the fit.
+CDNOW_JOBS = ["bronze", "silver_customers", "silver_products", "silver_campaigns", "silver_events", "silver_identity",
+              "silver_orders", "privacy", "gold_customer_features", "gold_customer_profile"]
+
+
 @pytest.mark.slow
-def test_cdnow_loaded_by_the_cli_through_the_whole_pipeline_reproduces_the_published_fit(spark, tmp_path, raw,
-                                                                                          reference):
+def test_cdnow_loaded_by_the_cli_through_the_pipeline_reproduces_the_published_fit(spark, tmp_path, raw, reference):
     landing = tmp_path / "landing"
     loaded = CliRunner().invoke(app, ["datasets", "load", "cdnow", "--landing", str(landing)])
     assert loaded.exit_code == 0, loaded.output
@@ -256,9 +260,9 @@ def test_cdnow_loaded_by_the_cli_through_the_whole_pipeline_reproduces_the_publi
     config = make_config(tmp_path, landing)
     config = dataclasses.replace(config, profiles=dataclasses.replace(config.profiles,
                                                                       as_of=CALIBRATION_END.isoformat()))
-    runs = run_pipeline(spark, config)
+    runs = run_pipeline(spark, config, CDNOW_JOBS)
     print("\nseconds per job: " + ", ".join(f"{r.job} {r.seconds:.1f}" for r in runs))
-    assert [r.status for r in runs] == ["succeeded"] * len(PIPELINE), [(r.job, r.error) for r in runs]
+    assert [r.status for r in runs] == ["succeeded"] * len(selected_jobs(CDNOW_JOBS)), [(r.job, r.error) for r in runs]
     tables = {t.table: t for run in runs for t in run.tables}
     assert [name for name, t in tables.items() if not t.balanced] == []
     for table, rows in [("silver.customers", customers), ("silver.products", 1), ("silver.orders", len(raw))]:
