@@ -185,16 +185,22 @@ def merge_upsert(
     (for tables recomputed whole, such as gold aggregates); a Column condition on the target (alias ``t``)
     removes only the absent rows it selects (for a recomputed part, such as some days of a gold aggregate).
     """
-    colliding = df.groupBy(*keys).count().filter("count > 1").limit(5).collect()
-    if colliding:
+    # One pass counts the source and its rows per key. Counted before the MERGE: afterwards the source's lineage
+    # may no longer evaluate (a re-run's recommendations crashed when counted after a MERGE that changed nothing).
+    per_key = df.groupBy(*keys).count()
+    totals = per_key.agg(F.sum("count").alias("rows"), F.count_if(F.col("count") > 1).alias("colliding")).first()
+    if totals["colliding"]:
+        colliding = per_key.filter("count > 1").limit(5).collect()
         named = "; ".join(", ".join(f"{k}={row[k]!r}" for k in keys) + f" ({row['count']} rows)" for row in colliding)
         raise MergeKeyCollision(
             f"MERGE into {table}: several source rows share a key ({named}); deduplicate them before merging"
         )
-    return retry_conflicts(config, table, lambda: _merge(spark, df, config, table, keys, newer_than, delete_missing))
+    source_rows = totals["rows"] or 0
+    return retry_conflicts(config, table, lambda: _merge(spark, df, source_rows, config, table, keys, newer_than,
+                                                         delete_missing))
 
 
-def _merge(spark: SparkSession, df: DataFrame, config: Config, table: str, keys: Sequence[str],
+def _merge(spark: SparkSession, df: DataFrame, source_rows: int, config: Config, table: str, keys: Sequence[str],
            newer_than: str | None, delete_missing: bool | Column) -> dict[str, int]:
     path = config.table_path(table)
     if not DeltaTable.isDeltaTable(spark, path):
@@ -204,9 +210,6 @@ def _merge(spark: SparkSession, df: DataFrame, config: Config, table: str, keys:
             writer = writer.option("delta.enableChangeDataFeed", "true")
         writer.save(path)
     target = DeltaTable.forPath(spark, path)
-    # Counted before the MERGE: afterwards the source's lineage may no longer evaluate (a re-run's recommendations
-    # crashed when counted after a MERGE that changed nothing).
-    source_rows = df.count()
     on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     if newer_than:
         changed = f"s.`{newer_than}` > t.`{newer_than}`"
