@@ -44,6 +44,7 @@ def spark_session(config: Config) -> SparkSession:
         .config("spark.ui.enabled", str(config.spark.ui_enabled).lower())
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.memory", config.spark.driver_memory)
+        .config("spark.sql.codegen.cache.maxEntries", str(config.spark.codegen_cache_entries))
         # Small local tables: many tiny files cost more than they parallelise.
         .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "2")
