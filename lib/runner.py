@@ -84,6 +84,9 @@ class JobContext:
     replay_rows: DataFrame | None = None
     # The job's name: its last published model runs are those of its successful runs.
     job: str = ""
+    # Rows for ops.quality_results (gates and table health), appended once when the job ends: one Delta commit
+    # per job instead of one per check, whatever the outcome.
+    quality_rows: list[dict] = field(default_factory=list)
 
     def accounting(self, table: str) -> TableRun:
         """The row accounting of ``table`` in this run; kept even when the job fails part way."""
@@ -99,7 +102,7 @@ class JobContext:
 
     def record_health(self, table: str, version_column: str) -> None:
         """Warn-level checks of a whole published table: freshness of its newest record and its row-count change
-        since the last run, written to ops.quality_results (never failing the job)."""
+        since the last run, for ops.quality_results (never failing the job)."""
         gates = self.config.gates
         published = io.read_table(self.spark, self.config, table)
         stats = published.agg(
@@ -115,14 +118,15 @@ class JobContext:
         change = abs(stats["rows"] - previous) / max(previous, 1) if previous is not None else 0.0
         newest = stats["newest_epoch"]
         age_hours = (now.timestamp() - newest) / 3600 if newest is not None else None
-        rows = [
-            (self.run_id, table, "row_count_change", "table_health", None, "warning",
-             change <= gates.max_row_count_change, stats["rows"], None, float(stats["rows"]), now),
-            (self.run_id, table, "fresh", "table_health", version_column, "warning",
-             age_hours is not None and age_hours <= gates.freshness_max_age_hours, stats["rows"], None, age_hours,
-             now),
+        health = dict(run_id=self.run_id, table_name=table, expectation_type="table_health", severity="warning",
+                      element_count=stats["rows"], unexpected_count=None, checked_at=now)
+        self.quality_rows += [
+            {**health, "rule": "row_count_change", "column_name": None,
+             "success": change <= gates.max_row_count_change, "observed_value": float(stats["rows"])},
+            {**health, "rule": "fresh", "column_name": version_column,
+             "success": age_hours is not None and age_hours <= gates.freshness_max_age_hours,
+             "observed_value": age_hours},
         ]
-        io.append(self.spark.createDataFrame(rows, QUALITY_SCHEMA), self.config, QUALITY_RESULTS)
 
     def record_model_run(self, model: str, params: dict[str, str], metrics: dict[str, float],
                          model_path: str | None = None) -> None:
@@ -139,9 +143,7 @@ class JobContext:
         """
         clock = time.monotonic()
         result = validate(df, table, id_columns, self.config.gates.max_ratio_for(table))
-        now = dt.datetime.now(dt.timezone.utc)
-        io.append(self.spark.createDataFrame(result.quality_rows(self.run_id, now), QUALITY_SCHEMA), self.config,
-                  QUALITY_RESULTS)
+        self.quality_rows += result.quality_rows(self.run_id, dt.datetime.now(dt.timezone.utc))
         if result.rows_failed:
             self.quarantine(result.failed_rows, quarantine, id_columns)
         self.accounting(table).add(gate_ms=round((time.monotonic() - clock) * 1000))
@@ -283,6 +285,8 @@ def run_job(
             # broadcasts in storage memory: 3 GB after gold_recommendations at S, and the next scale's
             # silver_events then failed for want of execution memory (UNABLE_TO_ACQUIRE_MEMORY).
             spark.catalog.clearCache()
+    if context.quality_rows:
+        io.append(spark.createDataFrame(context.quality_rows, QUALITY_SCHEMA), config, QUALITY_RESULTS)
     run = JobRun(run_id, name, status, list(context.tables.values()), time.monotonic() - clock, started, error)
     _record(spark, config, run)
     if status == "succeeded":
