@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -41,14 +42,17 @@ def content(spark, config, table):
     return sorted(map(repr, df.collect()))
 
 
-def test_daily_runs_read_only_new_files_and_equal_one_run_over_everything(spark, full_landing, tmp_path,
-                                                                           monkeypatch):
+def test_daily_runs_read_only_new_files_and_equal_one_run_over_everything(spark, e2e_landing, e2e_run, tmp_path):
+    """The days of the shared end-to-end landing (every kind of dirt), landed one run at a time, against the
+    shared run over all of them at once."""
+    once, _, _ = e2e_run
+    daily = make_config(tmp_path, tmp_path / "daily_landing", max_error_ratio=0.3)
     # Both lakehouses must hash PII with the same key for their silver tables to be comparable.
-    monkeypatch.setenv("DMP_PII_SALT", "incremental-test-key")
-    daily = make_config(tmp_path / "daily", tmp_path / "daily_landing", max_error_ratio=0.3)
-    copy_days(full_landing, Path(daily.landing_root), {"20260101", "20260102"})
+    shutil.copytree(Path(once.lakehouse_root) / "_secrets", Path(daily.lakehouse_root) / "_secrets")
+    *earlier, last_day = sorted({file.stem.rsplit("_", 1)[-1] for file in (e2e_landing / "orders").iterdir()})
+    copy_days(e2e_landing, Path(daily.landing_root), set(earlier))
     assert all(r.ok for r in run_pipeline(spark, daily, DAILY_JOBS))
-    new_order_lines = copy_days(full_landing, Path(daily.landing_root), {"20260103"})
+    new_order_lines = copy_days(e2e_landing, Path(daily.landing_root), {last_day})
     second = {r.job: r for r in run_pipeline(spark, daily, DAILY_JOBS)}
     assert all(r.ok for r in second.values())
     job_runs = io.read_table(spark, daily, "ops.job_runs").filter(F.col("run_id") == second["bronze"].run_id)
@@ -58,8 +62,6 @@ def test_daily_runs_read_only_new_files_and_equal_one_run_over_everything(spark,
     gold = second["gold_daily_revenue"].tables[0].details
     assert "full_recompute" not in gold and gold["days_recomputed"] >= 1
 
-    once = make_config(tmp_path / "once", full_landing, max_error_ratio=0.3)
-    assert all(r.ok for r in run_pipeline(spark, once, DAILY_JOBS))
     for table in SILVER + ["gold.daily_revenue"]:
         assert content(spark, daily, table) == content(spark, once, table), table
 
