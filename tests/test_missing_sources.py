@@ -21,12 +21,11 @@ def landing(tmp_path_factory):
     return root
 
 
-# Three bronze runs over every source: minutes on a shared 2-core machine.
+# Two bronze runs over every source: minutes on a shared 2-core machine.
 @pytest.mark.slow
 def test_silver_of_a_source_without_landing_folder_is_published_empty_with_the_landed_columns(
-        spark, landing, tmp_path):
-    landed = make_config(tmp_path / "landed", landing, max_error_ratio=1.0)
-    assert all(r.status == "succeeded" for r in run_pipeline(spark, landed, JOBS))
+        spark, landing, tmp_path, e2e_run):
+    landed, _, _ = e2e_run
     without_events = tmp_path / "without_events"
     shutil.copytree(landing, without_events, ignore=shutil.ignore_patterns("events"))
     config = make_config(tmp_path / "lake", without_events)
