@@ -647,15 +647,25 @@ def _csv(path: Path, header: list[str], rows) -> None:
         out.writerows(rows)
 
 
+def _landing_files_by_stamp(source: Path) -> dict[Path, str]:
+    """Every generated landing file under ``source`` with the stamp its name ends in (``orders_20260101.csv``)."""
+    folders = [f for f in sorted(source.iterdir()) if f.is_dir() and f.name != "ground_truth"]
+    return {file: file.stem.rsplit("_", 1)[-1] for folder in folders for file in sorted(folder.iterdir())}
+
+
+def landing_days(source: Path) -> list[str]:
+    """The days (YYYYMMDD, oldest first) that the landing files generated under ``source`` belong to."""
+    return sorted({stamp for stamp in _landing_files_by_stamp(source).values() if stamp.isdigit()})
+
+
 def copy_landing_days(
     source: Path, target: Path, days: Iterable[str], sources: Iterable[str] | None = None
 ) -> list[Path]:
     """Copy the landing files of ``days`` (YYYYMMDD) of ``sources`` (default: all) from ``source`` to ``target``, as
     if those days had just arrived. Files without a day stamp (campaigns.csv) arrive on the first generated day."""
-    folders = [f for f in sorted(source.iterdir()) if f.is_dir() and f.name != "ground_truth"]
-    stamps = {file: file.stem.rsplit("_", 1)[-1] for folder in folders for file in sorted(folder.iterdir())}
-    first_day = min(stamp for stamp in stamps.values() if stamp.isdigit())
-    wanted, chosen = set(days), set(sources) if sources is not None else {f.name for f in folders}
+    stamps = _landing_files_by_stamp(source)
+    first_day = landing_days(source)[0]
+    wanted, chosen = set(days), set(sources) if sources is not None else {file.parent.name for file in stamps}
     copied = []
     for file, stamp in stamps.items():
         if file.parent.name in chosen and (stamp if stamp.isdigit() else first_day) in wanted:

@@ -9,7 +9,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from lib import io
-from lib.generate import GeneratorSettings, copy_landing_days, generate
+from lib.generate import GeneratorSettings, copy_landing_days, generate, landing_days
 from lib.pipeline import dependency_order, downstream, run_pipeline
 from tests.conftest import make_config
 
@@ -49,7 +49,7 @@ def test_daily_runs_read_only_new_files_and_equal_one_run_over_everything(spark,
     daily = make_config(tmp_path, tmp_path / "daily_landing", max_error_ratio=0.3)
     # Both lakehouses must hash PII with the same key for their silver tables to be comparable.
     shutil.copytree(Path(once.lakehouse_root) / "_secrets", Path(daily.lakehouse_root) / "_secrets")
-    *earlier, last_day = sorted({file.stem.rsplit("_", 1)[-1] for file in (e2e_landing / "orders").iterdir()})
+    *earlier, last_day = landing_days(e2e_landing)
     copy_days(e2e_landing, Path(daily.landing_root), set(earlier))
     assert all(r.ok for r in run_pipeline(spark, daily, DAILY_JOBS))
     new_order_lines = copy_days(e2e_landing, Path(daily.landing_root), {last_day})
