@@ -1,13 +1,13 @@
 """Fault soak: SIGKILL the pipeline's driver at random points of bronze, the silver MERGEs and the gold writes, run
 it again, and check every table ends as an uninterrupted run leaves it.
 
-``python -m bench.soak --kills 20`` generates a small landing batch, runs the pipeline (``dmp pipeline run`` in a
-child process, jobs up to ``--last-job``) once without interruption as the reference, then per phase and kill:
-starts the same run on a fresh lakehouse, kills its driver (Python and JVM: the whole process group) at a point
-drawn uniformly from that phase (its length in the reference run, stretched by how much slower this run reached the
-phase: see KillPoint), runs it again to the end and compares every bronze,
-silver, gold and quarantine table with the reference as a multiset of rows (ingestion and run metadata aside).
-Any difference, a duplicate or a lost row, fails the soak. Config (Spark memory) comes from ``DMP_*`` variables.
+``python -m bench.soak --kills 20`` generates a small landing batch and runs the pipeline (``dmp pipeline run`` in a
+child process, jobs up to ``--last-job``) once without interruption as the reference, one phase at a time, keeping a
+copy of the lakehouse as each phase found it. Then per phase and kill: copies the lakehouse the phase started from,
+runs the pipeline from that phase on, kills its driver (Python and JVM: the whole process group) at a point drawn
+uniformly from the phase (see KillPoint), runs it again to the end and compares every bronze, silver, gold and
+quarantine table with the reference as a multiset of rows (ingestion and run metadata aside). Any difference, a
+duplicate or a lost row, fails the soak. Config (Spark memory) comes from ``DMP_*`` variables.
 """
 
 from __future__ import annotations
@@ -44,83 +44,80 @@ COMPARED_LAYERS = ("bronze", "silver", "gold", "quarantine")
 # Kill phases, named for the layer their jobs write (bronze, silver_*, gold_*).
 PHASES = ("bronze", "silver", "gold")
 _FINISHED = re.compile(r"^\s*(succeeded|failed|skipped) (\S+) \(([\d.]+) s\)")
+_STARTED = re.compile(r"^\s*started (\S+)")
 
 
 @dataclass
 class ChildRun:
     returncode: int
-    # job -> (seconds since the child started when the job finished, the job's own seconds)
-    finished: dict[str, tuple[float, float]]
+    started: dict[str, float]  # job -> seconds since the child started when the job started
+    finished: dict[str, float]  # job -> seconds since the child started when the job finished
     output: list[str]
     killed_at: float | None = None  # seconds after the start; None: not killed
 
 
 @dataclass(frozen=True)
 class KillPoint:
-    """Where in a phase to kill: ``fraction`` of its length in the reference run, counted from the moment the job
-    before the phase (``after_job``; None: the child's start) finishes, and stretched by how much slower than the
-    reference the child reached that moment. A machine busier than during the reference still gets its kill inside
-    the phase, instead of after the run has ended."""
+    """Where in a phase to kill: ``fraction`` of the phase's length in the reference run, counted from the moment its
+    first job starts in the killed run. On a machine busier than during the reference the phase only lasts longer,
+    so the kill still lands inside it."""
 
-    after_job: str | None
-    reference_start: float
+    first_job: str
     reference_length: float
     fraction: float
 
-    def due(self, finished: dict[str, tuple[float, float]], elapsed: float) -> bool:
-        if self.after_job is None:
-            start = 0.0
-        elif self.after_job in finished:
-            start = finished[self.after_job][0]
-        else:
-            return False
-        slowdown = start / self.reference_start if self.reference_start > 0 else 1.0
-        return elapsed >= start + self.fraction * self.reference_length * slowdown
+    def due(self, started: dict[str, float], elapsed: float) -> bool:
+        return self.first_job in started and elapsed >= started[self.first_job] + self.fraction * self.reference_length
+
+
+@dataclass(frozen=True)
+class Kill:
+    phase: str
+    number: int
+    seconds_into_phase: float
+    job: str  # the last job started before the kill
+    in_phase: bool  # False: the killed run got past the phase sooner than the reference did
+    problems: list[str]
 
 
 def run_child(env: dict[str, str], jobs: list[str], kill: KillPoint | None = None) -> ChildRun:
     """``dmp pipeline run --only ...`` in its own process group; SIGKILLed when ``kill`` is due."""
     dmp = str(Path(sys.executable).with_name("dmp"))
     command = [dmp, "pipeline", "run", *[a for job in jobs for a in ("--only", job)]]
-    started = time.monotonic()
+    begun = time.monotonic()
     child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              start_new_session=True)
-    finished: dict[str, tuple[float, float]] = {}
+    started: dict[str, float] = {}
+    finished: dict[str, float] = {}
     output: list[str] = []
 
     def read() -> None:
         for line in child.stdout:
             output.append(line)
-            match = _FINISHED.match(line)
-            if match:
-                finished[match.group(2)] = (time.monotonic() - started, float(match.group(3)))
+            if match := _STARTED.match(line):
+                started[match.group(1)] = time.monotonic() - begun
+            elif match := _FINISHED.match(line):
+                finished[match.group(2)] = time.monotonic() - begun
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     killed_at = None
     while kill is not None and child.poll() is None:
-        if kill.due(finished, time.monotonic() - started):
+        if kill.due(started, time.monotonic() - begun):
             os.killpg(child.pid, signal.SIGKILL)
-            killed_at = time.monotonic() - started
+            killed_at = time.monotonic() - begun
             break
         time.sleep(0.1)
     child.wait()
     reader.join(timeout=10)
-    return ChildRun(child.returncode, finished, output, killed_at)
+    return ChildRun(child.returncode, started, finished, output, killed_at)
 
 
-def kill_points(reference: ChildRun, jobs: list[str], phases: dict[str, list[str]]) -> dict[str, KillPoint]:
-    """Per phase that ran, where it starts and how long it took in the reference run (``fraction`` still 0)."""
-    points = {}
-    for phase, members in phases.items():
-        ran = [job for job in members if job in reference.finished]
-        if not ran:
-            continue
-        first = jobs.index(ran[0])
-        before = jobs[first - 1] if first > 0 else None
-        start = reference.finished[before][0] if before else 0.0
-        points[phase] = KillPoint(before, start, max(reference.finished[job][0] for job in ran) - start, 0.0)
-    return points
+def phase_segments(jobs: list[str], phases: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Per phase with jobs, the jobs from its first one up to the next phase's first (``privacy`` runs with silver)."""
+    firsts = sorted((jobs.index(members[0]), phase) for phase, members in phases.items() if members)
+    bounds = [index for index, _ in firsts] + [len(jobs)]
+    return {phase: jobs[bounds[n]:bounds[n + 1]] for n, (_, phase) in enumerate(firsts)}
 
 
 def comparable(spark, config, table):
@@ -169,47 +166,66 @@ def main() -> None:
         shutil.rmtree(folder, ignore_errors=True)
         return {**base_env, "DMP_LAKEHOUSE_ROOT": str(folder)}
 
-    console.print(f"reference run of {len(jobs)} jobs in {workdir} ...")
-    reference = run_child(lakehouse("reference"), jobs)
-    if reference.returncode != 0:
-        raise SystemExit(f"the uninterrupted run failed (exit {reference.returncode}); see {workdir}/reference")
-    points = {phase: point for phase, point in kill_points(reference, jobs, phases).items()
-              if not args.phases or phase in args.phases}
+    reference_env = lakehouse("reference")
+    reference_lakehouse = Path(reference_env["DMP_LAKEHOUSE_ROOT"])
+    points: dict[str, KillPoint] = {}
+    for phase, segment in phase_segments(jobs, phases).items():
+        # The lakehouse this phase starts from (none before bronze), copied into every kill of the phase.
+        shutil.rmtree(workdir / f"before-{phase}", ignore_errors=True)
+        if reference_lakehouse.exists():
+            shutil.copytree(reference_lakehouse, workdir / f"before-{phase}")
+        console.print(f"reference run of {phase}: {', '.join(segment)} ...")
+        reference = run_child(reference_env, segment)
+        if reference.returncode != 0:
+            raise SystemExit(f"the uninterrupted run failed in {phase} (exit {reference.returncode}); "
+                             f"see {reference_lakehouse}:\n{''.join(reference.output[-20:])}")
+        first = phases[phase][0]
+        length = max(reference.finished[job] for job in phases[phase]) - reference.started[first]
+        if not args.phases or phase in args.phases:
+            points[phase] = KillPoint(first, length, 0.0)
     config = load_config()
     spark = spark_session(config)
-    reference_config = replace(config, lakehouse_root=str(workdir / "reference"))
+    reference_config = replace(config, lakehouse_root=str(reference_lakehouse))
     draw = random.Random(args.seed)
-    results = []
+    kills: list[Kill] = []
     # Phases take turns, so a soak cut short has still killed every phase about as often.
     for number in range(1, args.kills + 1):
         for phase, point in points.items():
             env = lakehouse("killed")
-            killed = run_child(env, jobs, replace(point, fraction=draw.random()))
+            if (workdir / f"before-{phase}").exists():
+                shutil.copytree(workdir / f"before-{phase}", env["DMP_LAKEHOUSE_ROOT"])
+            rest = jobs[jobs.index(point.first_job):]
+            killed = run_child(env, rest, replace(point, fraction=draw.random()))
             if killed.killed_at is None:
-                results.append((phase, number, None, "-", killed.returncode, []))
                 console.print(f"{phase} #{number}: the run ended before its kill point; not counted")
                 continue
-            rerun = run_child(env, jobs)
+            rerun = run_child(env, rest)
             problems = (differences(spark, reference_config, replace(config, lakehouse_root=env["DMP_LAKEHOUSE_ROOT"]))
                         if rerun.returncode == 0 else [f"re-run failed with exit {rerun.returncode}"])
             if problems:
                 kept = _keep_failure(workdir, f"{phase}-{number}", Path(env["DMP_LAKEHOUSE_ROOT"]), killed, rerun)
                 problems.append(f"kept in {kept}")
-            done = [job for job in jobs if job in killed.finished]
-            results.append((phase, number, killed.killed_at, done[-1] if done else "-", killed.returncode, problems))
-            console.print(f"{phase} #{number}: killed at {killed.killed_at:.1f} s (last finished: "
-                          f"{done[-1] if done else '-'}), re-run {'ok' if not problems else '; '.join(problems)}")
+            # The last job started before the kill: still running, or just finished with the next not begun.
+            job = list(killed.started)[-1]
+            kill = Kill(phase, number, killed.killed_at - killed.started[point.first_job], job, job in phases[phase],
+                        problems)
+            kills.append(kill)
+            where = "" if kill.in_phase else f", after the phase (not counted in {phase})"
+            console.print(f"{phase} #{number}: killed {kill.seconds_into_phase:.1f} s into the phase in {job}{where}, "
+                          f"re-run {'; '.join(problems) or 'ok'}")
             spark.catalog.clearCache()
-    table = Table("phase", "kills", "reference window (s after start)", "re-runs equal to the reference",
-                  "differences", title=f"SIGKILL soak: {len(jobs)} jobs, {args.customers} customers x {args.days} days")
+    table = Table("phase", "kills in the phase", "reference length (s)", "re-runs equal to the reference",
+                  "killed after the phase (re-runs equal)", "differences",
+                  title=f"SIGKILL soak: {len(jobs)} jobs, {args.customers} customers x {args.days} days")
     for phase, point in points.items():
-        mine = [r for r in results if r[0] == phase and r[2] is not None]
-        failed = [r for r in mine if r[5]]
-        window = f"{point.reference_start:.1f} - {point.reference_start + point.reference_length:.1f}"
-        table.add_row(phase, str(len(mine)), window, f"{len(mine) - len(failed)} / {len(mine)}",
-                      "; ".join(f"#{r[1]}: {', '.join(r[5])}" for r in failed) or "-")
+        inside = [k for k in kills if k.phase == phase and k.in_phase]
+        after = [k for k in kills if k.phase == phase and not k.in_phase]
+        differing = "; ".join(f"#{k.number}: {', '.join(k.problems)}" for k in kills if k.phase == phase and k.problems)
+        table.add_row(phase, str(len(inside)), f"{point.reference_length:.1f}",
+                      f"{sum(not k.problems for k in inside)} / {len(inside)}",
+                      f"{len(after)} ({sum(not k.problems for k in after)})", differing or "-")
     console.print(table)
-    if any(r[5] for r in results):
+    if any(k.problems for k in kills):
         raise SystemExit(1)
 
 

@@ -443,6 +443,8 @@ class PipelineProgress:
 
     def started(self, job: str) -> None:
         self.started_at[job] = time.monotonic()
+        if self._console is not None:
+            self._console.print(f"  started {job}", highlight=False, markup=False)
 
     def done(self, run: JobRun) -> None:
         self.runs[run.job] = run
