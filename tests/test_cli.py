@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import io
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 from typer.testing import CliRunner
 
-from lib.cli import PipelineProgress, app
+from lib.cli import app
 from lib.datasets import cdnow
-from lib.runner import JobRun
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,17 +27,6 @@ def test_pipeline_list_shows_jobs_in_dependency_order():
     assert result.exit_code == 0
     positions = [result.output.index(job) for job in ("bronze", "silver_orders", "gold_daily_revenue")]
     assert positions == sorted(positions)
-
-
-def test_progress_off_a_terminal_prints_a_line_when_a_job_starts_and_when_it_ends():
-    """CI logs and bench.soak (which times its kills from a job's start) read these lines."""
-    out = io.StringIO()
-    progress = PipelineProgress(["bronze", "silver_orders"])
-    with progress.shown(Console(file=out, force_terminal=False, width=200)):
-        progress.started("bronze")
-        progress.done(JobRun("run-1", "bronze", "succeeded", [], 1.5, dt.datetime.now(dt.timezone.utc)))
-    assert out.getvalue().splitlines() == [
-        "  started bronze", "succeeded bronze (1.5 s) rows in 0, published 0, quarantined 0"]
 
 
 def test_bad_config_environment_gives_a_clear_error():

@@ -66,7 +66,8 @@ def test_every_table_a_job_reads_is_written_upstream_of_it_and_every_table_has_o
             assert job.name in downstream(writer[table]) and writer[table] != job.name, (job.name, table)
 
 
-def test_progress_without_a_terminal_prints_one_plain_line_per_finished_job():
+def test_progress_without_a_terminal_prints_a_line_when_a_job_starts_and_when_it_ends():
+    """CI logs read these lines, and bench.soak times its kills from a job's start line."""
     out = text_io.StringIO()
     progress = PipelineProgress(["bronze", "silver_orders"])
     with progress.shown(Console(file=out, force_terminal=False, width=200)):
@@ -74,7 +75,7 @@ def test_progress_without_a_terminal_prints_one_plain_line_per_finished_job():
         progress.done(JobRun("r", "bronze", "succeeded", [TableRun("bronze.orders", 10, 10)], 1.5, None))
         progress.done(JobRun("r", "silver_orders", "skipped", [], 0.0, None, skip_reason="up to date"))
     lines = out.getvalue().splitlines()
-    assert lines == ["succeeded bronze (1.5 s) rows in 10, published 10, quarantined 0",
+    assert lines == ["  started bronze", "succeeded bronze (1.5 s) rows in 10, published 10, quarantined 0",
                      "  skipped silver_orders (0.0 s) rows in 0, published 0, quarantined 0 - up to date"]
 
 
