@@ -32,7 +32,7 @@ from rich.table import Table
 from lib import io
 from lib.config import load_config
 from lib.generate import GeneratorSettings, generate
-from lib.pipeline import selected_jobs
+from lib.pipeline import selected_jobs, upstream
 from lib.spark import spark_session
 
 console = Console()
@@ -154,7 +154,7 @@ def main() -> None:
     landing = workdir / "landing"
     if not landing.exists():
         generate(landing, GeneratorSettings(customers=args.customers, days=args.days, seed=args.seed, products=40))
-    jobs = [job for job in selected_jobs() if job in _needed(args.last_job)]
+    jobs = [job for job in selected_jobs() if job in upstream(args.last_job)]
     phases = {phase: [job for job in jobs if job.split("_")[0] == phase] for phase in PHASES}
     # A small sample's injected dirt is a larger share than the default gate allows. One PII key for every lakehouse:
     # without it each would make its own and no hashed column would compare.
@@ -242,18 +242,6 @@ def _keep_failure(workdir: Path, name: str, lakehouse: Path, killed: ChildRun, r
     (kept / "killed.log").write_text("".join(killed.output))
     (kept / "rerun.log").write_text("".join(rerun.output))
     return kept
-
-
-def _needed(last_job: str) -> set[str]:
-    from lib.jobs import PIPELINE
-
-    needed, pending = set(), [last_job]
-    while pending:
-        job = pending.pop()
-        if job not in needed:
-            needed.add(job)
-            pending.extend(PIPELINE[job].depends_on)
-    return needed
 
 
 if __name__ == "__main__":

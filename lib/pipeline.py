@@ -41,6 +41,17 @@ def downstream(job: str, jobs: Mapping[str, Job] = PIPELINE) -> set[str]:
     return reached
 
 
+def upstream(job: str, jobs: Mapping[str, Job] = PIPELINE) -> set[str]:
+    """``job`` and every job it depends on, directly or not."""
+    reached, pending = set(), [job]
+    while pending:
+        name = pending.pop()
+        if name not in reached:
+            reached.add(name)
+            pending.extend(jobs[name].depends_on)
+    return reached
+
+
 def selected_jobs(only: Iterable[str] | None = None, start_from: str | None = None) -> list[str]:
     """The jobs a run executes, in dependency order: ``only`` these, or ``start_from`` and everything downstream
     of it, or all. Raises ValueError naming the known jobs for an unknown name."""

@@ -33,7 +33,7 @@ from lib.clv import (
     fit_gamma_gamma,
 )
 from lib.datasets import cdnow
-from lib.pipeline import run_pipeline, selected_jobs
+from lib.pipeline import run_pipeline, selected_jobs, upstream
 from tests.conftest import make_config
 
 CALIBRATION_END = dt.date(1997, 9, 30)
@@ -245,8 +245,7 @@ def test_cdnow_orders_are_priced_so_their_lines_add_up_to_the_total_exactly(tmp_
 
 # Landing to the profile, where the fit is published, with the silver jobs of the sources cdnow lacks (events,
 # campaigns). The gold jobs after the profile add minutes on 2,357 customers and check nothing about the fit.
-CDNOW_JOBS = ["bronze", "silver_customers", "silver_products", "silver_campaigns", "silver_events", "silver_identity",
-              "silver_orders", "privacy", "gold_customer_features", "gold_customer_profile"]
+CDNOW_JOBS = selected_jobs(upstream("gold_customer_profile"))
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from lib.cli import PipelineProgress, app
 from lib.config import ScheduleSettings
 from lib.generate import GeneratorSettings, copy_landing_days, generate
 from lib.jobs import PIPELINE
-from lib.pipeline import dependency_order, downstream, not_due, run_pipeline, selected_jobs
+from lib.pipeline import dependency_order, downstream, not_due, run_pipeline, selected_jobs, upstream
 from lib.runner import JobRun, LastSuccess, TableRun, new_run_id, run_job
 from lib.spark import cache_is_empty, persisted_rdd_ids
 from tests.conftest import make_config
@@ -34,6 +34,15 @@ def test_from_selects_the_job_and_everything_downstream_in_dependency_order():
     for name in set(PIPELINE) - set(selected):
         assert not set(PIPELINE[name].depends_on) & set(selected), f"{name} depends on a selected job"
     assert selected_jobs(start_from="bronze") == dependency_order()
+
+
+def test_upstream_is_the_job_and_every_job_it_needs_directly_or_not():
+    needed = upstream("silver_orders")
+    assert needed == {"bronze", "silver_customers", "silver_products", "silver_orders"}
+    for name in PIPELINE:
+        needs = upstream(name)
+        assert name in needs and all(upstream(dependency) <= needs for dependency in PIPELINE[name].depends_on)
+        assert all(name in downstream(other) for other in needs)
 
 
 def test_only_selects_just_those_jobs_in_dependency_order():

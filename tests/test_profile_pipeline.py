@@ -22,14 +22,14 @@ from lib.config import AudienceSettings
 from lib.customers import PII_COLUMNS
 from lib.generate import ARCHETYPES, GeneratorSettings, generate
 from lib.jobs import gold_audiences
-from lib.pipeline import run_pipeline
+from lib.pipeline import run_pipeline, selected_jobs, upstream
 from lib.runner import new_run_id, run_job
 from tests.conftest import make_config
 
 pytestmark = pytest.mark.slow
 
-PROFILE_JOBS = ["bronze", "silver_customers", "silver_products", "silver_events", "silver_identity", "silver_orders",
-                "gold_customer_features", "gold_customer_profile"]
+# Landing to the profile, without the campaigns and privacy jobs: nothing planted here needs them, and they cost time.
+PROFILE_JOBS = selected_jobs(upstream("gold_customer_profile") - {"silver_campaigns", "privacy"})
 
 
 @pytest.fixture(scope="module")
