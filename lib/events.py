@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from lib.config import EventSettings
@@ -10,8 +10,13 @@ from lib.config import EventSettings
 SET_ASIDE = "_set_aside"
 
 
+def visitor() -> Column:
+    """Who fired an event, for sessions and bot rates: the device's anonymous id, else the signed-in customer."""
+    return F.coalesce("anonymous_id", "customer_id")
+
+
 def events_with_checks(events: DataFrame) -> DataFrame:
-    return events.withColumn("_visitor", F.coalesce("anonymous_id", "customer_id")).withColumn(
+    return events.withColumn("_visitor", visitor()).withColumn(
         "_seconds_ahead_of_ingest", F.unix_timestamp("event_ts") - F.unix_timestamp("_ingested_at")
     )
 

@@ -234,7 +234,7 @@ def silver_events(ctx: JobContext) -> None:
                 (F.min("event_ts") - F.expr(f"INTERVAL {settings.late_lookback_hours} HOURS")).alias("_from"),
                 (F.max("event_ts") + F.expr(f"INTERVAL {settings.late_lookback_hours} HOURS")).alias("_to"),
             )
-            published = published.withColumn("_visitor", F.coalesce("anonymous_id", "customer_id"))
+            published = published.withColumn("_visitor", events.visitor())
             touched = (published.join(window, "_visitor")
                        .filter(F.col("event_ts").between(F.col("_from"), F.col("_to"))).select("session_id"))
             # Whole sessions: one that began before the window, re-sessionised from its events inside it only, got
