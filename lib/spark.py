@@ -12,10 +12,9 @@ from pyspark.sql import SparkSession
 from lib.config import Config
 
 
-def shuffle_partitions(config: Config) -> int:
-    if config.spark.shuffle_partitions:
-        return config.spark.shuffle_partitions
-    return 2 * (os.cpu_count() or 2)
+def shuffle_partitions(config: Config, cores: int | None = None) -> int:
+    """The configured shuffle partitions, else twice ``cores`` (default: this machine's)."""
+    return config.spark.shuffle_partitions or 2 * (cores or os.cpu_count() or 2)
 
 
 def size_shuffles_to_input(spark: SparkSession, config: Config, input_bytes: int) -> None:
@@ -25,7 +24,7 @@ def size_shuffles_to_input(spark: SparkSession, config: Config, input_bytes: int
 
     Adaptive execution merges partitions but cannot split them: four partitions spilled 5 GB of a 6 GB shuffle at
     M, while starting tiny jobs at Spark's 200 made the test pipeline 1.6x slower."""
-    floor = config.spark.shuffle_partitions or 2 * spark.sparkContext.defaultParallelism
+    floor = shuffle_partitions(config, cores=spark.sparkContext.defaultParallelism)
     partitions = max(floor, math.ceil(input_bytes / config.spark.input_bytes_per_shuffle_partition))
     spark.conf.set("spark.sql.adaptive.coalescePartitions.initialPartitionNum", str(partitions))
 
