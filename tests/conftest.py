@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,11 @@ def e2e_run(spark, e2e_landing, tmp_path_factory):
     config = make_config(tmp_path_factory.mktemp("e2e_run"), e2e_landing, max_error_ratio=0.3)
     runs = run_pipeline(spark, config)
     return config, {t.table: t for run in runs for t in run.tables}, runs
+
+
+def copy_of_e2e_lakehouse(e2e_config: Config, root: Path, **changes) -> Config:
+    """A writable copy of ``e2e_run``'s lakehouse in ``root``, landing from ``root/landing`` (empty): bronze's
+    file-stream checkpoints, which name the shared landing folder, stay behind, so only files put there are new."""
+    shutil.copytree(e2e_config.lakehouse_root, root / "lakehouse", ignore=shutil.ignore_patterns("bronze.*"))
+    return dataclasses.replace(e2e_config, lakehouse_root=str(root / "lakehouse"),
+                               landing_root=str(root / "landing"), **changes)

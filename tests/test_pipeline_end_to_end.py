@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from pyspark.sql import functions as F
 from lib import io
 from lib.orders import REVENUE_STATUSES
 from lib.pipeline import run_pipeline
-from tests.conftest import make_config
+from tests.conftest import copy_of_e2e_lakehouse
 
 pytestmark = pytest.mark.slow
 
@@ -140,14 +139,8 @@ def test_second_run_on_same_landing_changes_no_table(spark, e2e_run):
     assert {t: io.table_version(spark, config, t) for t in versions} == versions
 
 
-def test_gate_over_threshold_fails_the_job_and_leaves_silver_unchanged(spark, e2e_landing, tmp_path):
-    first_day = tmp_path / "landing"
-    for folder in e2e_landing.iterdir():
-        if folder.name != "ground_truth":
-            (first_day / folder.name).mkdir(parents=True)
-            shutil.copy(sorted(folder.iterdir())[0], first_day / folder.name)
-    config = make_config(tmp_path, first_day, max_error_ratio=0.3)
-    assert all(r.status == "succeeded" for r in run_pipeline(spark, config, ORDER_JOBS))
+def test_gate_over_threshold_fails_the_job_and_leaves_silver_unchanged(spark, e2e_run, tmp_path):
+    config = copy_of_e2e_lakehouse(e2e_run[0], tmp_path)
     version = io.table_version(spark, config, "silver.orders")
     silver_before = io.read_table(spark, config, "silver.orders").count()
 
@@ -155,7 +148,8 @@ def test_gate_over_threshold_fails_the_job_and_leaves_silver_unchanged(spark, e2
                              "updated_at": "2026-01-02T10:00:00Z", "status": "placed", "channel": "web",
                              "currency": "EUR", "items": [{"product_id": "p-0001", "quantity": 1, "unit_price": 5.0}],
                              "total_amount": 5.0}) for i in range(20)]
-    (first_day / "orders" / "orders_late_batch.jsonl").write_text("\n".join(strangers) + "\n")
+    (tmp_path / "landing" / "orders").mkdir(parents=True)
+    (tmp_path / "landing" / "orders" / "orders_late_batch.jsonl").write_text("\n".join(strangers) + "\n")
     runs = {r.job: r for r in run_pipeline(spark, config, ORDER_JOBS)}
     assert runs["silver_orders"].status == "failed"
     assert "customer_is_known=20" in runs["silver_orders"].error

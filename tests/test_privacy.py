@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from lib import io
 from lib.audiences import exports_root
 from lib.config import PrivacySettings
 from lib.pipeline import run_pipeline
+from tests.conftest import copy_of_e2e_lakehouse
 
 pytestmark = pytest.mark.slow
 
@@ -73,10 +73,7 @@ def privacy_run(spark, e2e_run, tmp_path_factory):
 
 
 def apply_test_requests(spark, source, root: Path):
-    # Bronze's file-stream checkpoints name the shared landing folder; this copy lands into a folder of its own.
-    shutil.copytree(source.lakehouse_root, root / "lakehouse", ignore=shutil.ignore_patterns("bronze.*"))
-    config = dataclasses.replace(source, lakehouse_root=str(root / "lakehouse"), landing_root=str(root / "landing"),
-                                 privacy=PrivacySettings(vacuum_retention_hours=0.0))
+    config = copy_of_e2e_lakehouse(source, root, privacy=PrivacySettings(vacuum_retention_hours=0.0))
     erased_id = _email_audience_person(spark, config, exclude="")
     opted_id = _email_audience_person(spark, config, exclude=erased_id)
     erased, opted = _person(spark, config, erased_id), _person(spark, config, opted_id)
