@@ -35,9 +35,8 @@ from bench import status_api
 from bench.profile_scoring import HeapSampler
 from lib.config import Config, load_config
 from lib.generate import GeneratorSettings, generate
-from lib.jobs import PIPELINE
 from lib.orders import REVENUE_STATUSES
-from lib.pipeline import dependency_order, run_pipeline
+from lib.pipeline import run_pipeline, upstream
 from lib.runner import JobRun
 from lib.schemas import sources
 from lib.spark import spark_session
@@ -157,14 +156,6 @@ def _seconds(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
-def jobs_on_path(targets: tuple[str, ...]) -> set[str]:
-    needed = set(targets)
-    for name in reversed(dependency_order()):
-        if name in needed:
-            needed.update(PIPELINE[name].depends_on)
-    return needed
-
-
 def run_scale(spark, base: Config, name: str, customers: int, days: int, workdir: Path, seed: int) -> dict:
     landing = workdir / name / "landing"
     if landing.exists():
@@ -178,7 +169,7 @@ def run_scale(spark, base: Config, name: str, customers: int, days: int, workdir
     console.print(f"floor: {floor:.1f} s for {floor_lines:,} lines")
     pipeline, measures = measured_pipeline(spark, config)
     duck, duck_rows = duckdb_seconds(landing, workdir / name / "duckdb")
-    path_seconds = sum(m.seconds for m in measures if m.job in jobs_on_path(DUCKDB_PATH_TARGETS))
+    path_seconds = sum(m.seconds for m in measures if m.job in set().union(*map(upstream, DUCKDB_PATH_TARGETS)))
     table = Table("job", "seconds", "rows in", "rows/s", "gates s", "shuffle MB", "peak heap MB", "after GC MB",
                   title=f"{name}: {customers:,} customers, {days} days, {events:,} events")
     for m in measures:
