@@ -2,13 +2,12 @@
 it again, and check every table ends as an uninterrupted run leaves it.
 
 ``python -m bench.soak --kills 20`` generates a small landing batch and runs the pipeline (``dmp pipeline run`` in a
-child process, jobs up to ``--last-job``) once without interruption as the reference, one phase at a time, keeping a
-copy of the lakehouse as each phase found it. Then per phase and kill: copies the lakehouse the phase started from,
-runs the pipeline from that phase on, kills its driver (Python and JVM: the whole process group) at a point drawn
-uniformly from the phase (see KillPoint), runs it again to the end and compares every bronze, silver, gold and
-quarantine table with the reference as a multiset of rows (ingestion and run metadata aside). Any difference, a
-duplicate or a lost row, fails the soak. Config (Spark memory) comes from ``DMP_*`` variables.
-"""
+child process, jobs up to each ``--last-job``) once without interruption as the reference, one phase at a time,
+keeping a copy of the lakehouse as each phase found it. Then per phase and kill: copies the lakehouse the phase
+started from, runs the pipeline from that phase on, kills its driver (Python and JVM: the whole process group) at a
+point drawn uniformly from the phase (see KillPoint), runs it again to the end and compares every bronze, silver,
+gold and quarantine table with the reference as a multiset of rows (ingestion and run metadata aside). Any
+difference, a duplicate or a lost row, fails the soak. Config (Spark memory) comes from ``DMP_*`` variables."""
 
 from __future__ import annotations
 
@@ -143,8 +142,9 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=20, help="kills per phase (bronze, silver, gold)")
     parser.add_argument("--customers", type=int, default=60)
     parser.add_argument("--days", type=int, default=3)
-    parser.add_argument("--last-job", default="gold_customer_features",
-                        help="run the pipeline up to this job (everything it depends on included)")
+    parser.add_argument("--last-job", action="append", dest="last_jobs", metavar="JOB",
+                        help="run the pipeline up to this job, everything it depends on included (repeat for several; "
+                             "default: gold_customer_features)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the data and of the kill times")
     parser.add_argument("--phase", action="append", choices=PHASES, dest="phases",
                         help="kill only in this phase (repeat for several; default: all three)")
@@ -154,7 +154,7 @@ def main() -> None:
     landing = workdir / "landing"
     if not landing.exists():
         generate(landing, GeneratorSettings(customers=args.customers, days=args.days, seed=args.seed, products=40))
-    jobs = [job for job in selected_jobs() if job in upstream(args.last_job)]
+    jobs = selected_jobs(set().union(*map(upstream, args.last_jobs or ["gold_customer_features"])))
     phases = {phase: [job for job in jobs if job.split("_")[0] == phase] for phase in PHASES}
     # A small sample's injected dirt is a larger share than the default gate allows. One PII key for every lakehouse:
     # without it each would make its own and no hashed column would compare.
