@@ -56,6 +56,10 @@ class ChildRun:
     output: list[str]
     killed_at: float | None = None  # seconds after the start; None: not killed
 
+    def span(self, jobs: list[str]) -> float:
+        """Seconds from the start of the first of ``jobs`` to the end of the last to finish."""
+        return max(self.finished[job] for job in jobs) - self.started[jobs[0]]
+
 
 @dataclass(frozen=True)
 class KillPoint:
@@ -184,10 +188,8 @@ def main() -> None:
         if reference.returncode != 0:
             raise SystemExit(f"the uninterrupted run failed in {phase} (exit {reference.returncode}); "
                              f"see {reference_lakehouse}:\n{''.join(reference.output[-20:])}")
-        first = phases[phase][0]
-        length = max(reference.finished[job] for job in phases[phase]) - reference.started[first]
         if not args.phases or phase in args.phases:
-            points[phase] = KillPoint(first, length, 0.0)
+            points[phase] = KillPoint(phases[phase][0], reference.span(phases[phase]), 0.0)
     config = load_config()
     spark = spark_session(config)
     reference_config = replace(config, lakehouse_root=str(reference_lakehouse))
@@ -206,8 +208,8 @@ def main() -> None:
                               "not counted")
                 if killed.returncode == 0:
                     # The reference ran slower than this machine runs now: later kills are drawn from this phase.
-                    length = max(killed.finished[job] for job in phases[phase]) - killed.started[point.first_job]
-                    points[phase] = replace(point, reference_length=min(point.reference_length, length))
+                    points[phase] = replace(point, reference_length=min(point.reference_length,
+                                                                        killed.span(phases[phase])))
                 continue
             rerun = run_child(env, rest)
             problems = (differences(spark, reference_config, replace(config, lakehouse_root=env["DMP_LAKEHOUSE_ROOT"]))
