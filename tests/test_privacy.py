@@ -25,6 +25,7 @@ REQUEST_HEADER = "request_id,customer_id,email,request_type,received_at\n"
 class Person:
     customer_id: str
     person_id: str
+    customer_ids: frozenset[str]  # every customer record the identity map joins to the person
     identifiers: frozenset[str]  # every clear id, cookie, hash and contact value of the person
 
     def pattern(self) -> re.Pattern:
@@ -42,9 +43,11 @@ def _person(spark, config, customer_id: str) -> Person:
                                                              & (F.col("identifier_type") == "customer_id")).collect()}
     pii = io.read_table(spark, config, "silver.customer_pii").filter(F.col("customer_id").isin(customer_ids))
     contacts = {v for r in pii.collect() for v in (r["email"], r["phone"]) if v}
+    # Not the name: namesakes are other people, and they stay.
     hashes = {v for r in io.read_table(spark, config, "silver.customers").filter(F.col("customer_id").isin(
-        customer_ids)).collect() for v in (r["email_hash"], r["phone_hash"], r["name_hash"]) if v}
-    return Person(customer_id, person_id, frozenset({person_id, *nodes, *customer_ids, *contacts, *hashes}))
+        customer_ids)).collect() for v in (r["email_hash"], r["phone_hash"]) if v}
+    return Person(customer_id, person_id, frozenset(customer_ids),
+                  frozenset({person_id, *nodes, *customer_ids, *contacts, *hashes}))
 
 
 def _email_audience_person(spark, config, exclude: str) -> str:
@@ -127,6 +130,11 @@ def test_erasure_reaches_quarantine_and_is_audited_without_clear_identifiers(spa
     for table in ("bronze.customers", "silver.customers", "silver.customer_pii", "silver.orders",
                   "silver.identity_map", "gold.customer_profile", "gold.audiences"):
         assert removed.get(table, 0) > 0, (table, removed)
+    for table in ("silver.customers", "silver.customer_pii"):
+        before_ids = {r["customer_id"] for r in io.read_table(spark, before, table).select("customer_id").collect()}
+        after_ids = {r["customer_id"] for r in io.read_table(spark, config, table).select("customer_id").collect()}
+        # The person's own customer records go, and nobody else's (not their namesakes').
+        assert before_ids - after_ids == erased.customer_ids & before_ids != set()
     quarantined_before = _rows_naming(io.read_table(spark, before, "quarantine.orders"), erased.pattern())
     assert removed.get("quarantine.orders", 0) == len(quarantined_before) > 0
     assert audit["t-erase"]["history_purged_at"] is not None

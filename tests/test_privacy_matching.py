@@ -3,7 +3,7 @@ quoted strings in their text."""
 
 from __future__ import annotations
 
-from lib.privacy import person_rows, request_probes, rows_per_request
+from lib.privacy import erased_identifiers, person_rows, request_probes, rows_per_request
 
 ERASED = {"customer_id": {"c-000001"}, "anonymous_id": {"anon-7"}, "email": {"ann@example.com"},
           "email_hash": {"h-ann"}}
@@ -46,3 +46,16 @@ def test_found_rows_are_counted_for_each_request_whose_person_they_carry(spark):
     each_alone = {request_id: rows.filter(person_rows(rows.schema, identifiers)).count()
                   for request_id, identifiers in requests.items()}
     assert counted == {"r-ann": 3, "r-bob": 2} == {k: n for k, n in each_alone.items() if n}
+
+
+def test_an_erasure_does_not_reach_customers_who_only_share_the_persons_name(spark):
+    customers = spark.createDataFrame(
+        [("c-1", "e-ann", "p-ann", "n-anna-lopez"), ("c-2", "e-other", "p-other", "n-anna-lopez")],
+        "customer_id string, email_hash string, phone_hash string, name_hash string")
+    requests = spark.createDataFrame([("r-1", None)], "request_id string, email string")
+    named = spark.createDataFrame([("r-1", "c-1")], "request_id string, customer_id string")
+    identifiers: dict[str, set[str]] = {}
+    for row in erased_identifiers(named, requests, None, customers, None, None).collect():
+        identifiers.setdefault(row["kind"], set()).add(row["value"])
+    assert identifiers == {"customer_id": {"c-1"}, "email_hash": {"e-ann"}, "phone_hash": {"p-ann"}}
+    assert [r["customer_id"] for r in customers.filter(person_rows(customers.schema, identifiers)).collect()] == ["c-1"]
