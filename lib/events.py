@@ -24,20 +24,14 @@ def events_with_checks(events: DataFrame) -> DataFrame:
 def bot_traffic(events: DataFrame, settings: EventSettings) -> DataFrame:
     """Name why an event looks automated (``_set_aside``): a bot user agent, or a visitor firing more events in
     one minute than a person can; null for everything else."""
-    minute = F.date_trunc("minute", "event_ts").alias("_minute")
-    too_fast = (events.filter(F.col("_visitor").isNotNull())
-                .groupBy("_visitor", minute).count()
-                .filter(F.col("count") > settings.bot_max_events_per_minute)
-                .select("_visitor", "_minute", F.lit(True).alias("_too_fast")))
-    # Broadcast, so the events themselves are not shuffled: a visitor-minute is in it only with more than
-    # bot_max_events_per_minute events, so it has at most events / that many rows.
-    marked = events.withColumn("_minute", minute).join(F.broadcast(too_fast), ["_visitor", "_minute"], "left")
-    return marked.withColumn(
+    per_minute = Window.partitionBy("_visitor", F.date_trunc("minute", "event_ts"))
+    rate = F.count(F.lit(1)).over(per_minute)
+    return events.withColumn(
         SET_ASIDE,
         F.when(F.coalesce(F.col("user_agent"), F.lit("")).rlike(settings.bot_user_agent_pattern),
                F.lit("bot_traffic:user_agent"))
-        .when(F.col("_too_fast"), F.lit("bot_traffic:rate")),
-    ).select(*events.columns, SET_ASIDE)
+        .when(F.col("_visitor").isNotNull() & (rate > settings.bot_max_events_per_minute), F.lit("bot_traffic:rate")),
+    )
 
 
 def sessionised(events: DataFrame, gap_minutes: int) -> DataFrame:
