@@ -30,6 +30,8 @@ REJECTED = "_rejected"
 # deleted 192,708 of 200,991 silver.customers rows (the sample data has 120 names).
 IDENTIFIER_KINDS = ("customer_id", "anonymous_id", "person_id", "email_hash", "phone_hash", "email", "phone",
                     "order_id")
+# The contact hashes silver.customers keeps for each customer.
+HASHED_KINDS = tuple(kind for kind in IDENTIFIER_KINDS if kind.endswith("_hash"))
 IDENTITY_NODE_KINDS = ("customer_id", "anonymous_id", "email_hash")
 # Identifiers an incoming record is checked against once its person was erased, and how to read each from a
 # typed source record (emails as silver.customers standardises them before hashing).
@@ -98,7 +100,7 @@ def erased_identifiers(customers_named: DataFrame, requests: DataFrame, identity
     parts.append(customer_rows.select("request_id", F.lit("customer_id"), "customer_id"))
     if customers is not None:
         hashed = customer_rows.join(customers, "customer_id")
-        parts += [hashed.select("request_id", F.lit(kind), kind) for kind in ("email_hash", "phone_hash")]
+        parts += [hashed.select("request_id", F.lit(kind), kind) for kind in HASHED_KINDS]
     if customer_pii is not None:
         pii = customer_rows.join(customer_pii, "customer_id")
         parts += [pii.select("request_id", F.lit("email"), F.lower(F.trim("email"))),
