@@ -5,9 +5,10 @@ it again, and check every table ends as an uninterrupted run leaves it.
 child process, jobs up to each ``--last-job``) once without interruption as the reference, one phase at a time,
 keeping a copy of the lakehouse as each phase found it. Then per phase and kill: copies the lakehouse the phase
 started from, runs the pipeline from that phase on, kills its driver (Python and JVM: the whole process group) at a
-point drawn uniformly from the phase (see KillPoint), runs it again to the end and compares every bronze, silver,
-gold and quarantine table with the reference as a multiset of rows (ingestion and run metadata aside). Any
-difference, a duplicate or a lost row, fails the soak. Config (Spark memory) comes from ``DMP_*`` variables."""
+point drawn uniformly from the phase, or from one job's run with ``--kill-in JOB`` (see KillPoint), runs it again
+to the end and compares every bronze, silver, gold and quarantine table with the reference as a multiset of rows
+(ingestion and run metadata aside). Any difference, a duplicate or a lost row, fails the soak. Config (Spark
+memory) comes from ``DMP_*`` variables."""
 
 from __future__ import annotations
 
@@ -63,25 +64,33 @@ class ChildRun:
 
 @dataclass(frozen=True)
 class KillPoint:
-    """Where in a phase to kill: ``fraction`` of the phase's length in the reference run, counted from the moment its
-    first job starts in the killed run. On a machine busier than during the reference the phase only lasts longer,
-    so the kill still lands inside it."""
+    """Where to kill: ``fraction`` of a window of the reference run (the whole phase, or one job's run), counted in
+    the killed run from the moment the phase's first job starts. ``offset`` is where the window began after that
+    moment in the reference. On a machine busier than during the reference the phase only lasts longer, so a kill
+    still lands inside it; a job's window can shift into its neighbours, which the kill's report names."""
 
     first_job: str
+    offset: float
     reference_length: float
     fraction: float
 
+    @classmethod
+    def window(cls, run: ChildRun, first_job: str, jobs: list[str]) -> KillPoint:
+        """The window from the start of ``jobs[0]`` to the end of the last of ``jobs``, as ``run`` ran them."""
+        return cls(first_job, run.started[jobs[0]] - run.started[first_job], run.span(jobs), 0.0)
+
     def due(self, started: dict[str, float], elapsed: float) -> bool:
-        return self.first_job in started and elapsed >= started[self.first_job] + self.fraction * self.reference_length
+        return (self.first_job in started
+                and elapsed >= started[self.first_job] + self.offset + self.fraction * self.reference_length)
 
 
 @dataclass(frozen=True)
 class Kill:
-    phase: str
+    target: str  # a phase, or the one job of --kill-in
     number: int
     seconds_into_phase: float
     job: str  # the last job started before the kill
-    in_phase: bool  # False: the killed run got past the phase sooner than the reference did
+    in_target: bool  # False: the killed run was past (or not yet at) the target's jobs when killed
     problems: list[str]
 
 
@@ -157,6 +166,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7, help="seed of the data and of the kill times")
     parser.add_argument("--phase", action="append", choices=PHASES, dest="phases",
                         help="kill only in this phase (repeat for several; default: all three)")
+    parser.add_argument("--kill-in", action="append", dest="kill_in", metavar="JOB",
+                        help="kill only while this job runs, at a point drawn from its run in the reference (repeat "
+                             "for several; they take turns); replaces the phases' whole windows")
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="dmp-soak-"))
@@ -165,6 +177,13 @@ def main() -> None:
         generate(landing, GeneratorSettings(customers=args.customers, days=args.days, seed=args.seed, products=40))
     jobs = selected_jobs(set().union(*map(upstream, args.last_jobs or ["gold_customer_features"])))
     phases = {phase: [job for job in jobs if job.split("_")[0] == phase] for phase in PHASES}
+    if unknown := sorted(set(args.kill_in or []) - set(jobs)):
+        raise SystemExit(f"--kill-in {', '.join(unknown)}: not among the jobs run ({', '.join(jobs)}); add --last-job")
+    # What each kill aims at: a phase's jobs, or (--kill-in) one job; the phase the job belongs to is replayed.
+    targets = ({job: (phase, [job]) for job in args.kill_in for phase, members in phases.items() if job in members}
+               if args.kill_in else
+               {phase: (phase, members) for phase, members in phases.items()
+                if members and (not args.phases or phase in args.phases)})
     # A small sample's injected dirt is a larger share than the default gate allows. One PII key for every lakehouse:
     # without it each would make its own and no hashed column would compare.
     base_env = {"DMP_GATES__MAX_ERROR_RATIO": "0.3", "DMP_PII_SALT": "soak", **os.environ,
@@ -188,52 +207,56 @@ def main() -> None:
         if reference.returncode != 0:
             raise SystemExit(f"the uninterrupted run failed in {phase} (exit {reference.returncode}); "
                              f"see {reference_lakehouse}:\n{''.join(reference.output[-20:])}")
-        if not args.phases or phase in args.phases:
-            points[phase] = KillPoint(phases[phase][0], reference.span(phases[phase]), 0.0)
+        for target, (target_phase, members) in targets.items():
+            if target_phase == phase:
+                points[target] = KillPoint.window(reference, phases[phase][0], members)
     config = load_config()
     spark = spark_session(config)
     reference_config = replace(config, lakehouse_root=str(reference_lakehouse))
     draw = random.Random(args.seed)
     kills: list[Kill] = []
-    # Phases take turns, so a soak cut short has still killed every phase about as often.
+    # Targets take turns, so a soak cut short has still killed every one about as often.
     for number in range(1, args.kills + 1):
-        for phase, point in points.items():
+        for target, point in points.items():
+            phase, members = targets[target]
             env = lakehouse("killed")
             if (workdir / f"before-{phase}").exists():
                 shutil.copytree(workdir / f"before-{phase}", env["DMP_LAKEHOUSE_ROOT"])
             rest = jobs[jobs.index(point.first_job):]
             killed = run_child(env, rest, replace(point, fraction=draw.random()))
             if killed.killed_at is None:
-                console.print(f"{phase} #{number}: the run ended (exit {killed.returncode}) before its kill point; "
+                console.print(f"{target} #{number}: the run ended (exit {killed.returncode}) before its kill point; "
                               "not counted")
                 if killed.returncode == 0:
-                    # The reference ran slower than this machine runs now: later kills are drawn from this phase.
-                    points[phase] = replace(point, reference_length=min(point.reference_length,
-                                                                        killed.span(phases[phase])))
+                    # The reference ran slower than this machine runs now: later kills are drawn from this run.
+                    faster = KillPoint.window(killed, point.first_job, members)
+                    points[target] = replace(faster, reference_length=min(point.reference_length,
+                                                                          faster.reference_length))
                 continue
             rerun = run_child(env, rest)
             problems = (differences(spark, reference_config, replace(config, lakehouse_root=env["DMP_LAKEHOUSE_ROOT"]))
                         if rerun.returncode == 0 else [f"re-run failed with exit {rerun.returncode}"])
             if problems:
-                kept = _keep_failure(workdir, f"{phase}-{number}", Path(env["DMP_LAKEHOUSE_ROOT"]), killed, rerun)
+                kept = _keep_failure(workdir, f"{target}-{number}", Path(env["DMP_LAKEHOUSE_ROOT"]), killed, rerun)
                 problems.append(f"kept in {kept}")
             # The last job started before the kill: still running, or just finished with the next not begun.
             job = list(killed.started)[-1]
-            kill = Kill(phase, number, killed.killed_at - killed.started[point.first_job], job, job in phases[phase],
+            kill = Kill(target, number, killed.killed_at - killed.started[point.first_job], job, job in members,
                         problems)
             kills.append(kill)
-            where = "" if kill.in_phase else f", after the phase (not counted in {phase})"
-            console.print(f"{phase} #{number}: killed {kill.seconds_into_phase:.1f} s into the phase in {job}{where}, "
+            where = "" if kill.in_target else f", outside {target} (not counted in it)"
+            console.print(f"{target} #{number}: killed {kill.seconds_into_phase:.1f} s into the phase in {job}{where}, "
                           f"re-run {'; '.join(problems) or 'ok'}")
             spark.catalog.clearCache()
-    table = Table("phase", "kills in the phase", "phase length kills were drawn from (s)",
-                  "re-runs equal to the reference", "killed after the phase (re-runs equal)", "differences",
+    table = Table("target", "kills in it", "length kills were drawn from (s)",
+                  "re-runs equal to the reference", "killed outside it (re-runs equal)", "differences",
                   title=f"SIGKILL soak: {len(jobs)} jobs, {args.customers} customers x {args.days} days")
-    for phase, point in points.items():
-        inside = [k for k in kills if k.phase == phase and k.in_phase]
-        after = [k for k in kills if k.phase == phase and not k.in_phase]
-        differing = "; ".join(f"#{k.number}: {', '.join(k.problems)}" for k in kills if k.phase == phase and k.problems)
-        table.add_row(phase, str(len(inside)), f"{point.reference_length:.1f}",
+    for target, point in points.items():
+        inside = [k for k in kills if k.target == target and k.in_target]
+        after = [k for k in kills if k.target == target and not k.in_target]
+        differing = "; ".join(f"#{k.number}: {', '.join(k.problems)}" for k in kills
+                              if k.target == target and k.problems)
+        table.add_row(target, str(len(inside)), f"{point.reference_length:.1f}",
                       f"{sum(not k.problems for k in inside)} / {len(inside)}",
                       f"{len(after)} ({sum(not k.problems for k in after)})", differing or "-")
     console.print(table)
