@@ -102,7 +102,8 @@ def _publish_silver(
     Each micro-batch is gated on its own; a failed gate raises before anything is merged, so the batch is not
     committed and silver does not move. Rows: in = published + quarantined + deduplicated, where deduplicated
     counts exact re-sends, older versions in the batch and versions not newer than what silver already holds.
-    ``set_aside`` names rows to quarantine before the gate without counting against it (e.g. bot traffic).
+    ``set_aside`` names rows to quarantine before the gate without counting against it (e.g. bot traffic); it
+    marks the whole batch before the batch is cached, so its shuffle runs once and one copy is cached.
     A source that has no landing folder publishes its silver table empty (``no_landing_data``), so the jobs
     downstream read it like any other. With ``ctx.replay_rows`` (a quarantine replay) those rows are the one batch.
     """
@@ -120,6 +121,8 @@ def _publish_silver(
         checked = with_checks(silver.typed_records(batch, schema))
         if suppression is not None:
             checked = privacy.with_erased_flag(checked, suppression, pii_key(ctx.config))
+        if set_aside is not None:
+            checked = set_aside(checked)
         checked = checked.cache()
         counts = checked.agg(
             F.count(F.lit(1)).alias("rows"),
@@ -139,14 +142,13 @@ def _publish_silver(
             accounting.add(erased=erased_count)
             candidates = checked.filter(~F.col("_erased")).drop("_erased")
         if set_aside is not None:
-            marked = set_aside(candidates)
-            aside = marked.filter(F.col(SET_ASIDE).isNotNull())
+            aside = candidates.filter(F.col(SET_ASIDE).isNotNull())
             aside_count = aside.count()
             if aside_count:
                 ctx.quarantine(aside.withColumn(FAILED_RULES, F.array(SET_ASIDE)).drop(SET_ASIDE),
                                f"quarantine.{entity}", ["_record_id"])
             accounting.add(quarantined=aside_count, set_aside=aside_count)
-            candidates = marked.filter(F.col(SET_ASIDE).isNull()).drop(SET_ASIDE).cache()
+            candidates = candidates.filter(F.col(SET_ASIDE).isNull()).drop(SET_ASIDE)
         gate = ctx.gate(candidates, silver_table, ["_record_id"], quarantine=f"quarantine.{entity}")
         accounting.add(quarantined=gate.rows_failed)
         latest = silver.latest_versions(gate.passed_rows, list(schema.key), schema.version_column)
@@ -160,7 +162,6 @@ def _publish_silver(
             not_newer_than_published=merged.unchanged,
         )
         rows.unpersist()
-        candidates.unpersist()
         checked.unpersist()
 
     if ctx.replay_rows is not None:
