@@ -13,6 +13,7 @@ from typing import TypeVar
 from delta import exceptions as delta_exceptions
 from delta.tables import DeltaMergeBuilder, DeltaTable
 from py4j.protocol import Py4JJavaError
+from pyspark.errors import AnalysisException
 from pyspark.ml import PipelineModel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -212,11 +213,19 @@ def _merge(spark: SparkSession, df: DataFrame, source_rows: int, config: Config,
            newer_than: str | None, delete_missing: bool | Column) -> dict[str, int]:
     path = config.table_path(table)
     if not DeltaTable.isDeltaTable(spark, path):
-        # Append, not create: a concurrent writer may create the table first.
-        writer = df.limit(0).write.format("delta").mode("append")
+        # The first publish writes the (key-unique) source as the table's version 0: a MERGE into an empty table
+        # would cost a commit to create it and a join to find nothing. When a concurrent writer creates the table
+        # first, this write fails (the table exists, or Delta's version 0 is taken: a conflict, retried) and the
+        # rows are merged into that table instead.
+        writer = df.write.format("delta").mode("errorifexists")
         if table.partition(".")[0] in CHANGE_FEED_LAYERS:
             writer = writer.option("delta.enableChangeDataFeed", "true")
-        writer.save(path)
+        try:
+            writer.save(path)
+            return {"numSourceRows": source_rows, "numTargetRowsInserted": source_rows}
+        except AnalysisException:
+            if not DeltaTable.isDeltaTable(spark, path):
+                raise
     target = DeltaTable.forPath(spark, path)
     on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     if newer_than:

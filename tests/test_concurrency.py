@@ -110,30 +110,52 @@ def test_two_runs_started_at_once_serialise_and_ingest_every_file_once(spark, tm
     assert io.read_table(spark, config, "bronze.orders").count() == lines
 
 
+def _at_once(writers: int, write) -> list[BaseException]:
+    """Run ``write(writer)`` for writers 1..``writers`` in threads released together; the errors they raised."""
+    start = threading.Barrier(writers)
+    errors: list[BaseException] = []
+
+    def released(writer: int) -> None:
+        start.wait()
+        try:
+            write(writer)
+        except BaseException as error:  # noqa: BLE001 - returned to the test's assertion
+            errors.append(error)
+
+    threads = [threading.Thread(target=released, args=(w,)) for w in range(1, writers + 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
 def test_conflicting_concurrent_merges_are_retried_until_each_lands(spark, tmp_path, caplog):
     config = dataclasses.replace(make_config(tmp_path), concurrency=ConcurrencySettings(conflict_attempts=10))
     table, writers = "gold.concurrent", 3
     io.merge_upsert(spark, spark.createDataFrame([(0, "seed")], "id int, writer string"), config, table, ["id"])
-    start = threading.Barrier(writers)
-    errors: list[BaseException] = []
 
     def write(writer: int) -> None:
         rows = spark.createDataFrame([(writer * 100 + i, f"w{writer}") for i in range(1, 51)], "id int, writer string")
-        start.wait()
-        try:
-            io.merge_upsert(spark, rows, config, table, ["id"])
-        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
-            errors.append(error)
+        io.merge_upsert(spark, rows, config, table, ["id"])
 
     with caplog.at_level(logging.WARNING, logger="lib.io"):
-        threads = [threading.Thread(target=write, args=(w,)) for w in range(1, writers + 1)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        errors = _at_once(writers, write)
 
     assert errors == []
     assert any("conflicted with a concurrent writer" in r.message for r in caplog.records)
     landed = io.read_table(spark, config, table).groupBy("writer").count().collect()
     assert {r["writer"]: r["count"] for r in landed} == {"seed": 1, **{f"w{w}": 50 for w in range(1, writers + 1)}}
 
+
+def test_writers_creating_one_table_at_once_leave_each_key_once(spark, tmp_path):
+    config = dataclasses.replace(make_config(tmp_path), concurrency=ConcurrencySettings(conflict_attempts=10))
+    table, writers = "gold.created_at_once", 3
+
+    def write(writer: int) -> None:
+        io.merge_upsert(spark, spark.createDataFrame([(i, writer) for i in range(50)], "id int, writer int"),
+                        config, table, ["id"])
+
+    assert _at_once(writers, write) == []
+    landed = io.read_table(spark, config, table)
+    assert (landed.count(), landed.select("id").distinct().count()) == (50, 50)
