@@ -6,9 +6,10 @@ then time
 
 * the **floor**: one Spark pass that reads every landing file as text and writes it once as Delta, no parsing;
 * the **whole pipeline** (``run_pipeline``), per job: seconds, rows in (its tables' ``rows_in``), rows/s, time in
-  gates (the ``gate_ms`` every gate records), shuffle bytes written (Spark's status API, executors' totals before
-  and after the job), the driver JVM's peak heap in use during the job (``HeapSampler``) and its heap in use after
-  a full GC at the job's end (what it retained);
+  gates (the ``gate_ms`` every gate records), Spark jobs launched (each costs scheduling and planning whatever
+  its data: at small scales the pipeline's time is mostly this), shuffle bytes written (Spark's status API,
+  executors' totals before and after the job), the driver JVM's peak heap in use during the job (``HeapSampler``)
+  and its heap in use after a full GC at the job's end (what it retained);
 * **DuckDB** computing the same RFM scores and daily revenue straight from the landing files (newest version per
   order, revenue statuses), the single-machine tool a user would pick instead; needs ``pip install -e '.[bench]'``.
 
@@ -54,6 +55,7 @@ class JobMeasure:
     seconds: float
     rows_in: int
     gate_seconds: float | None  # None: this version's gates record no gate_ms
+    spark_jobs: int
     shuffle_bytes: int
     peak_heap_mb: float
     retained_heap_mb: float
@@ -62,6 +64,13 @@ class JobMeasure:
 def shuffle_written(spark) -> int:
     """Shuffle bytes written so far by all executors (cumulative, unlike the UI's bounded list of stages)."""
     return sum(executor["totalShuffleWrite"] for executor in status_api(spark, "allexecutors"))
+
+
+def spark_jobs_so_far(spark) -> int:
+    """Spark jobs launched so far: the newest job's id plus one (ids count up from 0; the newest is always in the
+    status API's bounded list)."""
+    newest = status_api(spark, "jobs")
+    return max(job["jobId"] for job in newest) + 1 if newest else 0
 
 
 def floor_seconds(spark, landing: Path, out: Path) -> tuple[float, int]:
@@ -79,7 +88,7 @@ def floor_seconds(spark, landing: Path, out: Path) -> tuple[float, int]:
 
 def measured_pipeline(spark, config: Config) -> tuple[float, list[JobMeasure]]:
     measures: list[JobMeasure] = []
-    started: dict[str, int] = {}
+    started: dict[str, tuple[int, int]] = {}
     # Seconds spent measuring between jobs (status API, full GC), kept out of the pipeline's time.
     measuring = [0.0]
 
@@ -88,21 +97,23 @@ def measured_pipeline(spark, config: Config) -> tuple[float, list[JobMeasure]]:
     def on_start(job: str) -> None:
         clock = time.monotonic()
         heap.take()
-        started[job] = shuffle_written(spark)
+        started[job] = (spark_jobs_so_far(spark), shuffle_written(spark))
         measuring[0] += time.monotonic() - clock
 
     def on_done(run: JobRun) -> None:
         clock = time.monotonic()
+        jobs, shuffled = spark_jobs_so_far(spark), shuffle_written(spark)
+        jobs_before, shuffled_before = started.get(run.job, (jobs, shuffled))
         measure = JobMeasure(
             run.job, run.seconds, sum(t.rows_in for t in run.tables),
             (sum(t.details["gate_ms"] for t in run.tables if "gate_ms" in t.details) / 1000
              if any("gate_ms" in t.details for t in run.tables) else None),
-            shuffle_written(spark) - started.get(run.job, shuffle_written(spark)), heap.take(), heap.retained())
+            jobs - jobs_before, shuffled - shuffled_before, heap.take(), heap.retained())
         measures.append(measure)
         # A long run shows where it is, and a run cut short leaves its figures so far.
         gates = "" if measure.gate_seconds is None else f"gates {measure.gate_seconds:.1f} s, "
         console.print(f"  {run.status} {run.job}: {measure.seconds:.1f} s, {measure.rows_in:,} rows in, {gates}"
-                      f"{measure.shuffle_bytes / 2**20:,.1f} MB shuffled, "
+                      f"{measure.spark_jobs:,} Spark jobs, {measure.shuffle_bytes / 2**20:,.1f} MB shuffled, "
                       f"peak heap {measure.peak_heap_mb:,.0f} MB, {measure.retained_heap_mb:,.0f} MB after GC")
         measuring[0] += time.monotonic() - clock
 
@@ -170,20 +181,21 @@ def run_scale(spark, base: Config, name: str, customers: int, days: int, workdir
     pipeline, measures = measured_pipeline(spark, config)
     duck, duck_rows = duckdb_seconds(landing, workdir / name / "duckdb")
     path_seconds = sum(m.seconds for m in measures if m.job in set().union(*map(upstream, DUCKDB_PATH_TARGETS)))
-    table = Table("job", "seconds", "rows in", "rows/s", "gates s", "shuffle MB", "peak heap MB", "after GC MB",
+    table = Table("job", "seconds", "rows in", "rows/s", "gates s", "Spark jobs", "shuffle MB", "peak heap MB",
+                  "after GC MB",
                   title=f"{name}: {customers:,} customers, {days} days, {events:,} events")
     for m in measures:
         table.add_row(m.job, f"{m.seconds:.1f}", f"{m.rows_in:,}", f"{m.rows_in / m.seconds:,.0f}" if m.seconds else "",
-                      _seconds(m.gate_seconds), f"{m.shuffle_bytes / 2**20:,.1f}", f"{m.peak_heap_mb:,.0f}",
-                      f"{m.retained_heap_mb:,.0f}")
+                      _seconds(m.gate_seconds), f"{m.spark_jobs:,}", f"{m.shuffle_bytes / 2**20:,.1f}",
+                      f"{m.peak_heap_mb:,.0f}", f"{m.retained_heap_mb:,.0f}")
     gated = [m.gate_seconds for m in measures if m.gate_seconds is not None]
     gates, peak_heap = (sum(gated) if gated else None), max(m.peak_heap_mb for m in measures)
     retained_heap = max(m.retained_heap_mb for m in measures)
     table.add_row("[bold]pipeline[/bold]", f"{pipeline:.1f}", "", "", _seconds(gates),
-                  f"{sum(m.shuffle_bytes for m in measures) / 2**20:,.1f}", f"{peak_heap:,.0f}",
-                  f"{retained_heap:,.0f}")
+                  f"{sum(m.spark_jobs for m in measures):,}", f"{sum(m.shuffle_bytes for m in measures) / 2**20:,.1f}",
+                  f"{peak_heap:,.0f}", f"{retained_heap:,.0f}")
     table.add_row("floor (read + write once)", f"{floor:.1f}", f"{floor_lines:,}", f"{floor_lines / floor:,.0f}")
-    table.add_row("DuckDB: RFM + daily revenue", f"{duck:.1f}", "", "", "", "", "", "")
+    table.add_row("DuckDB: RFM + daily revenue", f"{duck:.1f}", "", "", "", "", "", "", "")
     console.print(table)
     result = {"scale": name, "customers": customers, "days": days, "events": events, "floor_s": floor,
               "pipeline_s": pipeline, "pipeline_over_floor": pipeline / floor,

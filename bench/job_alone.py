@@ -2,15 +2,17 @@
 
 Copies the tables the job reads (and the PII key) from ``L`` into a fresh lakehouse, runs the job there as the
 pipeline would (``run_job``) and prints its time, the shuffle partitions it started from, and from Spark's status
-API the shuffle bytes written, the bytes spilled to disk and in memory form, and the tasks of every stage that
-wrote more than 200 MB. For before/after measurements of one job at M without re-running what precedes it; pass
-``DMP_*`` variables (``DMP_SPARK__INPUT_BYTES_PER_SHUFFLE_PARTITION``) to compare settings.
+API the shuffle bytes written, the bytes spilled to disk and in memory form, the tasks of every stage that
+wrote more than 200 MB, and (``--longest N``) the N stages that took longest with the line of code that ran them.
+For before/after measurements of one job at M without re-running what precedes it; pass ``DMP_*`` variables
+(``DMP_SPARK__INPUT_BYTES_PER_SHUFFLE_PARTITION``) to compare settings.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import shutil
 import tempfile
 import time
@@ -30,6 +32,8 @@ def main() -> None:
     parser.add_argument("--lakehouse", type=Path, required=True, help="a lakehouse holding the job's input tables")
     parser.add_argument("--job", required=True, choices=sorted(PIPELINE))
     parser.add_argument("--workdir", type=Path, help="where the copy goes (default: a temp dir)")
+    parser.add_argument("--longest", type=int, default=0, metavar="N",
+                        help="also list the N longest stages: seconds, tasks, shuffle MB and the code that ran them")
     args = parser.parse_args()
     copy = (args.workdir or Path(tempfile.mkdtemp(prefix="dmp-job-alone-"))) / "lakehouse"
     shutil.rmtree(copy, ignore_errors=True)
@@ -54,6 +58,16 @@ def main() -> None:
           f"{sum(s['diskBytesSpilled'] for s in stages) / mb:,.0f} MB "
           f"({sum(s['memoryBytesSpilled'] for s in stages) / mb:,.0f} MB in memory form); stages writing > 200 MB "
           f"(MB, tasks): {big}")
+    for stage in sorted(stages, key=_stage_seconds, reverse=True)[:args.longest]:
+        print(f"  {_stage_seconds(stage):7.1f} s  {stage['numTasks']:5d} tasks  "
+              f"{stage['shuffleWriteBytes'] / mb:8,.0f} MB shuffled  stage {stage['stageId']}: {stage['name']}")
+
+
+def _stage_seconds(stage: dict) -> float:
+    """Wall time from the stage's first task to its end (the status API's times are ISO strings ending in GMT)."""
+    start, end = (dt.datetime.strptime(stage[key], "%Y-%m-%dT%H:%M:%S.%f%Z")
+                  for key in ("firstTaskLaunchedTime", "completionTime"))
+    return (end - start).total_seconds()
 
 
 if __name__ == "__main__":
