@@ -58,7 +58,8 @@ def main() -> None:
           f"{sum(s['diskBytesSpilled'] for s in stages) / mb:,.0f} MB "
           f"({sum(s['memoryBytesSpilled'] for s in stages) / mb:,.0f} MB in memory form); stages writing > 200 MB "
           f"(MB, tasks): {big}")
-    for stage in sorted(stages, key=_stage_seconds, reverse=True)[:args.longest]:
+    longest = sorted(stages, key=_stage_seconds, reverse=True)[:args.longest] if args.longest else []
+    for stage in longest:
         print(f"  {_stage_seconds(stage):7.1f} s  {stage['numTasks']:5d} tasks  "
               f"{stage['shuffleWriteBytes'] / mb:8,.0f} MB shuffled  stage {stage['stageId']}: {stage['name']}")
 
