@@ -212,7 +212,7 @@ def merge_upsert(
 def _merge(spark: SparkSession, df: DataFrame, source_rows: int, config: Config, table: str, keys: Sequence[str],
            newer_than: str | None, delete_missing: bool | Column) -> dict[str, int]:
     path = config.table_path(table)
-    if not DeltaTable.isDeltaTable(spark, path):
+    if not table_exists(spark, config, table):
         # The first publish writes the (key-unique) source as the table's version 0: a MERGE into an empty table
         # would cost a commit to create it and a join to find nothing. When a concurrent writer creates the table
         # first, this write fails (the table exists, or Delta's version 0 is taken: a conflict, retried) and the
@@ -224,7 +224,7 @@ def _merge(spark: SparkSession, df: DataFrame, source_rows: int, config: Config,
             writer.save(path)
             return {"numSourceRows": source_rows, "numTargetRowsInserted": source_rows}
         except AnalysisException:
-            if not DeltaTable.isDeltaTable(spark, path):
+            if not table_exists(spark, config, table):
                 raise
     target = DeltaTable.forPath(spark, path)
     on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
