@@ -23,6 +23,7 @@ spark = ".".join(version("pyspark").split(".")[:2])
 print(f"io.delta:delta-spark_{spark}_2.13:{version('delta-spark')}")
 PY
 )
+jvm_options=$(cd "$here" && "$python" -c 'from lib.spark import JVM_OPTIONS; print(JVM_OPTIONS)')
 mkdir -p "$here/build"
 (cd "$here" && rm -f build/dmp_lib.zip && zip -qr build/dmp_lib.zip lib -x '*__pycache__*')
 # The driver builds its session from DMP_* config, so tell it the master and app name actually used: a `--master`
@@ -50,6 +51,8 @@ exec "$submit" \
   --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog \
   --conf spark.sql.session.timeZone=UTC \
   --conf spark.ui.showConsoleProgress=false \
+  --conf "spark.driver.extraJavaOptions=$jvm_options" \
+  --conf "spark.executor.extraJavaOptions=$jvm_options" \
   --py-files "$here/build/dmp_lib.zip" \
   "${submit_options[@]}" \
   "$here/jobs/$job.py" "$@"

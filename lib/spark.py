@@ -11,6 +11,11 @@ from pyspark.sql import SparkSession
 
 from lib.config import Config
 
+# JDK 17's G1 throws "Java heap space" when a thread's allocation has waited twice for threads in JNI critical
+# sections (snappy, zstd) while most of the heap is reclaimable (JDK-8192647, fixed in JDK 24): silver_events at M
+# died of it on a 6 GB driver. More retries is the known mitigation; JDKs without the flag ignore it.
+JVM_OPTIONS = "-XX:+IgnoreUnrecognizedVMOptions -XX:+UnlockDiagnosticVMOptions -XX:GCLockerRetryAllocationCount=100"
+
 
 def shuffle_partitions(config: Config, cores: int | None = None) -> int:
     """The configured shuffle partitions, else twice ``cores`` (default: this machine's)."""
@@ -43,6 +48,8 @@ def spark_session(config: Config) -> SparkSession:
         .config("spark.ui.enabled", str(config.spark.ui_enabled).lower())
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.memory", config.spark.driver_memory)
+        .config("spark.driver.extraJavaOptions", JVM_OPTIONS)
+        .config("spark.executor.extraJavaOptions", JVM_OPTIONS)
         .config("spark.sql.codegen.cache.maxEntries", str(config.spark.codegen_cache_entries))
         # Small local tables: many tiny files cost more than they parallelise.
         .config("spark.databricks.delta.snapshotPartitions", "2")
