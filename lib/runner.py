@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from lib import io, publish_guard
 from lib.config import Config
 from lib.quality import FAILED_RULES, GateFailed, GateResult, validate
-from lib.spark import cache_is_empty, persisted_rdd_ids, size_shuffles_to_input, unpersist_rdds
+from lib.spark import cache_is_empty, persisted_rdd_ids, size_tasks_to_input, unpersist_rdds
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ def run_job(
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.monotonic()
     persisted_before, cache_was_empty = persisted_rdd_ids(spark), cache_is_empty(spark)
-    size_shuffles_to_input(spark, config, io.tables_bytes(spark, config, reads))
+    size_tasks_to_input(spark, config, io.tables_bytes(spark, config, reads))
     context = JobContext(spark, config, run_id, input_versions=io.table_versions(spark, config, reads),
                          consumed_versions=consumed or {}, replay_rows=replay_rows, job=name)
     try:

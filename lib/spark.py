@@ -15,6 +15,7 @@ from lib.config import Config
 # sections (snappy, zstd) while most of the heap is reclaimable (JDK-8192647, fixed in JDK 24): silver_events at M
 # died of it on a 6 GB driver. More retries is the known mitigation; JDKs without the flag ignore it.
 JVM_OPTIONS = "-XX:+IgnoreUnrecognizedVMOptions -XX:+UnlockDiagnosticVMOptions -XX:GCLockerRetryAllocationCount=100"
+SCAN_TASKS_PER_CORE = 4
 
 
 def shuffle_partitions(config: Config, cores: int | None = None) -> int:
@@ -22,16 +23,20 @@ def shuffle_partitions(config: Config, cores: int | None = None) -> int:
     return config.spark.shuffle_partitions or 2 * (cores or os.cpu_count() or 2)
 
 
-def size_shuffles_to_input(spark: SparkSession, config: Config, input_bytes: int) -> None:
+def size_tasks_to_input(spark: SparkSession, config: Config, input_bytes: int) -> None:
     """Start the coming job's shuffles with one partition per ``input_bytes_per_shuffle_partition`` of its input,
     never fewer than ``shuffle_partitions`` or, unset, twice the cores the executors have now (on a cluster, more
-    than the driver's own).
+    than the driver's own); and split its file scans into at least ``SCAN_TASKS_PER_CORE`` tasks per core.
 
     Adaptive execution merges partitions but cannot split them: four partitions spilled 5 GB of a 6 GB shuffle at
-    M, while starting tiny jobs at Spark's 200 made the test pipeline 1.6x slower."""
-    floor = shuffle_partitions(config, cores=spark.sparkContext.defaultParallelism)
+    M, while starting tiny jobs at Spark's 200 made the test pipeline 1.6x slower. Spark packs files into scan tasks
+    of up to 128 MB aiming at one per core: bronze.events at M (about 300 MB) was read in three tasks on two cores,
+    one core idle for the last third of its longest stage."""
+    cores = spark.sparkContext.defaultParallelism
+    floor = shuffle_partitions(config, cores=cores)
     partitions = max(floor, math.ceil(input_bytes / config.spark.input_bytes_per_shuffle_partition))
     spark.conf.set("spark.sql.adaptive.coalescePartitions.initialPartitionNum", str(partitions))
+    spark.conf.set("spark.sql.files.minPartitionNum", str(SCAN_TASKS_PER_CORE * cores))
 
 
 def spark_session(config: Config) -> SparkSession:

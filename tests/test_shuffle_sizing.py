@@ -1,4 +1,5 @@
-"""A job's shuffles start with partitions in proportion to the Delta tables it reads, never fewer than the floor."""
+"""A job's shuffles start with partitions in proportion to the Delta tables it reads, never fewer than the floor;
+its file scans start with several tasks per core."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from lib.runner import new_run_id, run_job
 from tests.conftest import make_config
 
 INITIAL_PARTITIONS = "spark.sql.adaptive.coalescePartitions.initialPartitionNum"
+MIN_SCAN_TASKS = "spark.sql.files.minPartitionNum"
 
 
 def test_a_job_starts_its_shuffles_at_a_partition_per_configured_input_bytes(spark, tmp_path):
@@ -29,11 +31,15 @@ def test_a_job_starts_its_shuffles_at_a_partition_per_configured_input_bytes(spa
     assert seen == {("silver.wide",): "6", (): str(config.spark.shuffle_partitions)}
 
 
-def test_without_a_configured_floor_a_job_starts_at_twice_the_executor_cores(spark, tmp_path):
+def test_without_a_configured_floor_a_job_starts_at_twice_the_executor_cores_and_scans_four_tasks_per_core(
+        spark, tmp_path):
     base = make_config(tmp_path)
     config = dataclasses.replace(base, spark=dataclasses.replace(base.spark, shuffle_partitions=None))
     seen = []
-    run = run_job("probe", lambda ctx: seen.append(ctx.spark.conf.get(INITIAL_PARTITIONS)), spark, config,
-                  new_run_id(), reads=())
+    run = run_job("probe", lambda ctx: seen.extend(ctx.spark.conf.get(key) for key in (INITIAL_PARTITIONS,
+                                                                                       MIN_SCAN_TASKS)),
+                  spark, config, new_run_id(), reads=())
     assert run.status == "succeeded", run.error
-    assert seen == [str(2 * spark.sparkContext.defaultParallelism)]
+    cores = spark.sparkContext.defaultParallelism
+    assert seen == [str(2 * cores), str(4 * cores)]
+
