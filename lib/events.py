@@ -42,11 +42,11 @@ def sessionised(events: DataFrame, gap_minutes: int) -> DataFrame:
     """
     ordered = Window.partitionBy("_visitor").orderBy("event_ts", "event_id")
     gap = F.unix_timestamp("event_ts") - F.unix_timestamp(F.lag("event_ts").over(ordered))
-    starts = events.withColumn("_starts", F.when(gap.isNull() | (gap > gap_minutes * 60), 1).otherwise(0))
-    numbered = starts.withColumn("_session_no", F.sum("_starts").over(ordered.rowsBetween(Window.unboundedPreceding,
-                                                                                          0)))
-    session_start = F.min("event_ts").over(Window.partitionBy("_visitor", "_session_no"))
-    return numbered.withColumn(
+    starts = events.withColumn("_start", F.when(gap.isNull() | (gap > gap_minutes * 60), F.col("event_ts")))
+    # Events come in time order, so the latest start so far is the session's: found in the sort the gaps already
+    # need, where a minimum per numbered session would sort every event a second time.
+    session_start = F.max("_start").over(ordered.rowsBetween(Window.unboundedPreceding, 0))
+    return starts.withColumn(
         "session_id",
         F.substring(F.sha2(F.concat_ws("#", "_visitor", session_start.cast("string")), 256), 1, 20),
-    ).drop("_starts", "_session_no")
+    ).drop("_start")
