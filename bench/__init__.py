@@ -13,3 +13,10 @@ def status_api(spark, path: str):
     url = f"{context.uiWebUrl}/api/v1/applications/{context.applicationId}/{path}"
     with urllib.request.urlopen(url, timeout=60) as response:
         return json.load(response)
+
+
+def spark_jobs_so_far(spark) -> int:
+    """Spark jobs launched so far: the newest job's id plus one (ids count up from 0; the newest is always in the
+    status API's bounded list)."""
+    newest = status_api(spark, "jobs")
+    return max(job["jobId"] for job in newest) + 1 if newest else 0

@@ -32,7 +32,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import status_api
+from bench import spark_jobs_so_far, status_api
 from bench.profile_scoring import HeapSampler
 from lib.config import Config, load_config
 from lib.generate import GeneratorSettings, generate
@@ -64,13 +64,6 @@ class JobMeasure:
 def shuffle_written(spark) -> int:
     """Shuffle bytes written so far by all executors (cumulative, unlike the UI's bounded list of stages)."""
     return sum(executor["totalShuffleWrite"] for executor in status_api(spark, "allexecutors"))
-
-
-def spark_jobs_so_far(spark) -> int:
-    """Spark jobs launched so far: the newest job's id plus one (ids count up from 0; the newest is always in the
-    status API's bounded list)."""
-    newest = status_api(spark, "jobs")
-    return max(job["jobId"] for job in newest) + 1 if newest else 0
 
 
 def floor_seconds(spark, landing: Path, out: Path) -> tuple[float, int]:

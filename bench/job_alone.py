@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import status_api
+from bench import spark_jobs_so_far, status_api
 from lib.config import load_config
 from lib.jobs import PIPELINE
 from lib.runner import new_run_id, run_job
@@ -45,15 +45,18 @@ def main() -> None:
     config = dataclasses.replace(config, lakehouse_root=str(copy),
                                  spark=dataclasses.replace(config.spark, ui_enabled=True))
     spark = spark_session(config)
+    jobs_before = spark_jobs_so_far(spark)
     clock = time.monotonic()
     run = run_job(args.job, job.run, spark, config, new_run_id(), reads=job.reads)
     seconds = time.monotonic() - clock
+    spark_jobs = spark_jobs_so_far(spark) - jobs_before
     stages = status_api(spark, "stages?status=complete")
     mb = 2**20
     big = [(round(s["shuffleWriteBytes"] / mb), s["numTasks"]) for s in stages
            if s["shuffleWriteBytes"] > BIG_STAGE_BYTES]
-    print(f"{args.job}: {run.status} {run.error or ''}in {seconds:,.1f} s; shuffles started at "
-          f"{spark.conf.get('spark.sql.adaptive.coalescePartitions.initialPartitionNum')} partitions; "
+    print(f"{args.job}: {run.status} {run.error or ''}in {seconds:,.1f} s, {spark_jobs:,} Spark jobs; "
+          f"shuffles started at {spark.conf.get('spark.sql.adaptive.coalescePartitions.initialPartitionNum')} "
+          f"partitions; "
           f"shuffle written {sum(s['shuffleWriteBytes'] for s in stages) / mb:,.0f} MB; spilled to disk "
           f"{sum(s['diskBytesSpilled'] for s in stages) / mb:,.0f} MB "
           f"({sum(s['memoryBytesSpilled'] for s in stages) / mb:,.0f} MB in memory form); stages writing > 200 MB "
