@@ -541,9 +541,9 @@ def gold_recommendations(ctx: JobContext) -> None:
     model = recommend.fit_als(idx.ratings(full), search.chosen, settings.seed, settings.max_iter, checkpoint_dir,
                               settings.checkpoint_interval)
     bought = recommend.purchased(items, identity_map, as_of).cache()
-    recommended = recommend.recommend(model, idx, people, full, bought, recommendable, settings.top_n,
-                                      settings.new_product_slots,
-                                      cold_start_fallback=search.cold_start_fallback).cache()
+    lists = recommend.fallbacks(people, full, bought, recommendable, settings.top_n, settings.new_product_slots,
+                                cold_start_fallback=search.cold_start_fallback)
+    recommended = recommend.recommend(model, idx, people, lists, bought, recommendable, settings.top_n).cache()
     similar = recommend.similar_products(model, idx, settings.similar_k).cache()
     metrics = {f"{model_name}_{name}": value for model_name, measured in
                (("als", search.best.metrics), ("popularity", search.baseline)) for name, value in measured.items()}
@@ -576,6 +576,7 @@ def gold_recommendations(ctx: JobContext) -> None:
         check_columns=[*recommend.CHECK_COLUMNS, *recommend.SIMILAR_CHECK_COLUMNS])
     for cached in (similar, recommended, bought, full, people, recommendable):
         cached.unpersist()
+    lists.unpersist()
 
 
 def gold_audiences(ctx: JobContext, only: Sequence[str] | None = None) -> None:

@@ -247,38 +247,62 @@ def _candidate_depth(bought: DataFrame, n: int) -> int:
     return n + (most or 0)
 
 
-def recommend(model: ALSModel | None, idx: Indexes | None, people: DataFrame, interactions_df: DataFrame,
-              bought: DataFrame, recommendable: DataFrame, n: int, new_product_slots: int = 0,
-              segments: DataFrame | None = None, cold_start_fallback: str = COLD_START_SEGMENT) -> DataFrame:
-    """Top ``n`` per person of ``people`` (person_id, segment_id, favourite_category): ALS where it knows the
-    person, topped up (or replaced, for cold-start people) by the ``cold_start_fallback``: segment-popular then
-    popular products, or popular ones only; the last ``new_product_slots`` places kept for cold items of their
-    favourite category; only ``recommendable`` products, nothing already bought. A segment's popular products are
-    those of all its members in ``segments`` (person_id, segment_id; default ``people``): recommending to a few
+@dataclass(frozen=True)
+class Fallbacks:
+    """What recommend() serves besides ALS for some people: the same for every model of a parameter search, so
+    computed (and cached) once per search, not once per model."""
+
+    depth: int  # candidates per person
+    popular: DataFrame  # product_id, score
+    segment_popular: DataFrame | None  # segment_id, product_id, score; None for the popular-only fallback
+    new: DataFrame  # person_id, product_id, score, reason: cold products of their favourite category
+
+    def unpersist(self) -> None:
+        for cached in (self.popular, self.segment_popular, self.new):
+            if cached is not None:
+                cached.unpersist()
+
+
+def fallbacks(people: DataFrame, interactions_df: DataFrame, bought: DataFrame, recommendable: DataFrame, n: int,
+              new_product_slots: int = 0, segments: DataFrame | None = None,
+              cold_start_fallback: str = COLD_START_SEGMENT) -> Fallbacks:
+    """The fallback lists for ``people`` (person_id, segment_id, favourite_category): segment-popular (for the
+    ``cold_start_fallback`` "segment") and popular products, deep enough to leave ``n`` after what anyone bought,
+    and up to ``new_product_slots`` cold products of each person's favourite category. A segment's popular products
+    are those of all its members in ``segments`` (person_id, segment_id; default ``people``): recommending to a few
     people (the evaluation's judged ones) must not shrink their segment to themselves."""
     if cold_start_fallback not in COLD_START_FALLBACKS:
         raise ValueError(f"cold_start_fallback {cold_start_fallback!r} is none of {COLD_START_FALLBACKS}")
     known = only_recommendable(interactions_df, recommendable)
     depth = _candidate_depth(bought, n)
-    popular = popular_products(known, depth)
-    segment_popular = (popular_products(known, depth, people if segments is None else segments)
+    segment_popular = (popular_products(known, depth, people if segments is None else segments).cache()
                        if cold_start_fallback == COLD_START_SEGMENT else None)
-    new = new_product_candidates(people, recommendable, interactions_df, new_product_slots)
+    return Fallbacks(depth, popular_products(known, depth).cache(), segment_popular,
+                     new_product_candidates(people, recommendable, interactions_df, new_product_slots).cache())
+
+
+def recommend(model: ALSModel | None, idx: Indexes | None, people: DataFrame, lists: Fallbacks, bought: DataFrame,
+              recommendable: DataFrame, n: int) -> DataFrame:
+    """Top ``n`` per person of ``people`` (person_id, segment_id, favourite_category; those ``lists`` were made
+    for): ALS where it knows the person, topped up (or replaced, for cold-start people, and for everyone without a
+    model) by the segment-popular then popular products of ``lists``; its new products in the last places; only
+    ``recommendable`` products, nothing already bought."""
     if model is None:
-        return with_new_products(top_n(fallback_candidates(people, segment_popular, popular), bought, n), new, n)
+        return with_new_products(top_n(fallback_candidates(people, lists.segment_popular, lists.popular), bought, n),
+                                 lists.new, n)
     unavailable = idx.products.join(recommendable, "product_id", "left_anti").count()
-    personal = only_recommendable(als_candidates(model, idx, people, depth + unavailable), recommendable).cache()
+    personal = only_recommendable(als_candidates(model, idx, people, lists.depth + unavailable),
+                                  recommendable).cache()
     served = (personal.join(bought, ["person_id", "product_id"], "left_anti").groupBy("person_id")
               .agg(F.count(F.lit(1)).alias("_served")))
     short = people.join(served, "person_id", "left").filter(F.coalesce("_served", F.lit(0)) < n).drop("_served")
-    ranked = top_n(personal.unionByName(fallback_candidates(short, segment_popular, popular)), bought, n)
-    return with_new_products(ranked, new, n)
+    ranked = top_n(personal.unionByName(fallback_candidates(short, lists.segment_popular, lists.popular)), bought, n)
+    return with_new_products(ranked, lists.new, n)
 
 
-def popularity_baseline(people: DataFrame, interactions_df: DataFrame, bought: DataFrame, recommendable: DataFrame,
-                        n: int) -> DataFrame:
-    """Everyone gets the same most popular products (minus what they bought): the baseline ALS must beat."""
-    popular = popular_products(only_recommendable(interactions_df, recommendable), _candidate_depth(bought, n))
+def popularity_baseline(people: DataFrame, popular: DataFrame, bought: DataFrame, n: int) -> DataFrame:
+    """Everyone gets the same most popular products (``popular``, minus what they bought): the baseline ALS must
+    beat."""
     candidates = people.select("person_id").crossJoin(F.broadcast(popular)).withColumn("reason",
                                                                                      F.lit(REASON_POPULAR))
     return top_n(candidates, bought, n)
@@ -356,9 +380,10 @@ def cold_start_ndcg(cold: DataFrame, held_out: DataFrame, interactions_df: DataF
     held = held_out.join(cold, "person_id", "left_semi")
     ndcg = {}
     for fallback in COLD_START_FALLBACKS:
-        lists = judged_lists(recommend(None, None, cold, interactions_df, bought, recommendable, n, new_product_slots,
-                                       segments, fallback), held, products)
-        metrics = list_metrics(lists.localCheckpoint(), n)
+        lists = fallbacks(cold, interactions_df, bought, recommendable, n, new_product_slots, segments, fallback)
+        judged = judged_lists(recommend(None, None, cold, lists, bought, recommendable, n), held, products)
+        metrics = list_metrics(judged.localCheckpoint(), n)
+        lists.unpersist()
         if "ndcg_at_k" in metrics:
             ndcg[fallback] = metrics["ndcg_at_k"]
     return ndcg
@@ -426,13 +451,15 @@ def search_params(train: DataFrame, split: TimeSplit, people: DataFrame, catalog
                                     recommendable, idx.products, n, new_product_slots, people)
     fallback = choose_cold_start_fallback(fallback_ndcg, cold_start_fallback)
     measure = lambda recs: ranking_metrics(recs, evaluated, idx.products, n, catalogue_size, warm)  # noqa: E731
+    lists = fallbacks(judged, train, bought, recommendable, n, new_product_slots, people, fallback)
     candidates = []
     for params in grid:
         model = fit_als(ratings, params, seed, max_iter, checkpoint_dir, checkpoint_interval)
-        candidates.append(Evaluation(params, measure(recommend(model, idx, judged, train, bought, recommendable, n,
-                                                               new_product_slots, people, fallback))))
-    baseline = measure(popularity_baseline(judged, train, bought, recommendable, n))
+        candidates.append(Evaluation(params, measure(recommend(model, idx, judged, lists, bought, recommendable,
+                                                               n))))
+    baseline = measure(popularity_baseline(judged, lists.popular, bought, n))
     best = max(candidates, key=lambda e: (e.metrics["ndcg_at_k"], -candidates.index(e)))
+    lists.unpersist()
     for cached in (ratings, evaluated, judged, bought):
         cached.unpersist()
     return ModelSearch(best.params, candidates, baseline, split, fallback, fallback_ndcg)

@@ -218,8 +218,9 @@ def test_a_segments_popular_products_come_from_all_its_members_not_only_the_peop
     nothing_bought = spark.createDataFrame([], "person_id string, product_id string")
 
     def served(**segments) -> list[tuple[str, str]]:
-        rows = recommend.recommend(None, None, cold, interactions, nothing_bought,
-                                   recommend.recommendable_products(catalogue), 2, **segments).collect()
+        recommendable = recommend.recommendable_products(catalogue)
+        lists = recommend.fallbacks(cold, interactions, nothing_bought, recommendable, 2, **segments)
+        rows = recommend.recommend(None, None, cold, lists, nothing_bought, recommendable, 2).collect()
         return [(row["product_id"], row["reason"]) for row in sorted(rows, key=lambda row: row["rank"])]
 
     # Segment 1 (P1, P2, P4): a 10, c 1; b is segment 2's.
@@ -262,9 +263,10 @@ def test_the_hold_out_chooses_popular_only_when_the_segment_fallback_does_worse(
                                      recommend.indexes(interactions, catalogue).products, 1, 0, people)
     assert ndcg == {chosen: 1.0, ({*recommend.COLD_START_FALLBACKS} - {chosen}).pop(): 0.0}
     assert recommend.choose_cold_start_fallback(ndcg) == chosen
-    served = recommend.recommend(None, None, cold, interactions, nothing_bought,
-                                 recommend.recommendable_products(catalogue), 1, segments=people,
-                                 cold_start_fallback=chosen).collect()
+    recommendable = recommend.recommendable_products(catalogue)
+    lists = recommend.fallbacks(cold, interactions, nothing_bought, recommendable, 1, segments=people,
+                                cold_start_fallback=chosen)
+    served = recommend.recommend(None, None, cold, lists, nothing_bought, recommendable, 1).collect()
     assert [(row["product_id"], row["reason"]) for row in served] == [
         (held_out_product, recommend.REASON_SEGMENT if chosen == recommend.COLD_START_SEGMENT
          else recommend.REASON_POPULAR)]
