@@ -65,23 +65,23 @@ class ChildRun:
 @dataclass(frozen=True)
 class KillPoint:
     """Where to kill: ``fraction`` of a window of the reference run (the whole phase, or one job's run), counted in
-    the killed run from the moment the phase's first job starts. ``offset`` is where the window began after that
-    moment in the reference. On a machine busier than during the reference the phase only lasts longer, so a kill
-    still lands inside it; a job's window can shift into its neighbours, which the kill's report names."""
+    the killed run from the moment the window's first job starts. On a machine busier than during the reference the
+    window only lasts longer, so a kill still lands inside it; on a quieter one a kill can land after it, which the
+    kill's report names. ``first_job`` is the phase's: the killed run starts there."""
 
     first_job: str
-    offset: float
+    window_start: str
     reference_length: float
     fraction: float
 
     @classmethod
     def window(cls, run: ChildRun, first_job: str, jobs: list[str]) -> KillPoint:
         """The window from the start of ``jobs[0]`` to the end of the last of ``jobs``, as ``run`` ran them."""
-        return cls(first_job, run.started[jobs[0]] - run.started[first_job], run.span(jobs), 0.0)
+        return cls(first_job, jobs[0], run.span(jobs), 0.0)
 
     def due(self, started: dict[str, float], elapsed: float) -> bool:
-        return (self.first_job in started
-                and elapsed >= started[self.first_job] + self.offset + self.fraction * self.reference_length)
+        return (self.window_start in started
+                and elapsed >= started[self.window_start] + self.fraction * self.reference_length)
 
 
 @dataclass(frozen=True)
