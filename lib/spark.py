@@ -16,6 +16,7 @@ from lib.config import Config
 # died of it on a 6 GB driver. More retries is the known mitigation; JDKs without the flag ignore it.
 JVM_OPTIONS = "-XX:+IgnoreUnrecognizedVMOptions -XX:+UnlockDiagnosticVMOptions -XX:GCLockerRetryAllocationCount=100"
 SCAN_TASKS_PER_CORE = 4
+MIN_SCAN_TASK_BYTES, MAX_SCAN_TASK_BYTES = 32 * 2**20, 128 * 2**20
 
 
 def shuffle_partitions(config: Config, cores: int | None = None) -> int:
@@ -26,17 +27,19 @@ def shuffle_partitions(config: Config, cores: int | None = None) -> int:
 def size_tasks_to_input(spark: SparkSession, config: Config, input_bytes: int) -> None:
     """Start the coming job's shuffles with one partition per ``input_bytes_per_shuffle_partition`` of its input,
     never fewer than ``shuffle_partitions`` or, unset, twice the cores the executors have now (on a cluster, more
-    than the driver's own); and split its file scans into at least ``SCAN_TASKS_PER_CORE`` tasks per core.
+    than the driver's own); and cut its file scans into tasks of at most a ``SCAN_TASKS_PER_CORE``-th of the input
+    per core (within Spark's 128 MB and ``MIN_SCAN_TASK_BYTES``).
 
     Adaptive execution merges partitions but cannot split them: four partitions spilled 5 GB of a 6 GB shuffle at
     M, while starting tiny jobs at Spark's 200 made the test pipeline 1.6x slower. Spark packs files into scan tasks
-    of up to 128 MB aiming at one per core: bronze.events at M (about 300 MB) was read in three tasks on two cores,
-    one core idle for the last third of its longest stage."""
+    of up to 128 MB: bronze.events at M (about 300 MB) was read in three tasks on two cores, one core idle for the
+    last third of the job's longest stage. Small scans keep Spark's packing (about one task per core)."""
     cores = spark.sparkContext.defaultParallelism
     floor = shuffle_partitions(config, cores=cores)
     partitions = max(floor, math.ceil(input_bytes / config.spark.input_bytes_per_shuffle_partition))
     spark.conf.set("spark.sql.adaptive.coalescePartitions.initialPartitionNum", str(partitions))
-    spark.conf.set("spark.sql.files.minPartitionNum", str(SCAN_TASKS_PER_CORE * cores))
+    scan_task_bytes = min(MAX_SCAN_TASK_BYTES, max(MIN_SCAN_TASK_BYTES, input_bytes // (SCAN_TASKS_PER_CORE * cores)))
+    spark.conf.set("spark.sql.files.maxPartitionBytes", str(scan_task_bytes))
 
 
 def spark_session(config: Config) -> SparkSession:
