@@ -1,9 +1,11 @@
 """One job alone on a copy of a benchmark lakehouse's inputs: ``python -m bench.job_alone --lakehouse L --job J``.
 
-Copies the tables the job reads (and the PII key) from ``L`` into a fresh lakehouse, runs the job there as the
-pipeline would (``run_job``) and prints its time, the shuffle partitions it started from, and from Spark's status
-API the shuffle bytes written, the bytes spilled to disk and in memory form, the tasks of every stage that
-wrote more than 200 MB, and (``--longest N``) the N stages that took longest with the line of code that ran them.
+Copies the tables the job reads (and the PII key) from ``L`` into a fresh lakehouse, restores each to the version
+the job last read in ``L`` (``ops.job_inputs``: a later job, privacy, may have rewritten it since), runs the job
+there as the pipeline would (``run_job``) and prints its time, the Spark jobs it launched, the shuffle partitions it
+started from, and from Spark's status API the shuffle bytes written, the bytes spilled to disk and in memory form,
+the tasks of every stage that wrote more than 200 MB, and (``--longest N``) the N stages that took longest with the
+line of code that ran them.
 For before/after measurements of one job at M without re-running what precedes it; pass ``DMP_*`` variables
 (``DMP_SPARK__INPUT_BYTES_PER_SHUFFLE_PARTITION``) to compare settings.
 """
@@ -18,10 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from delta import DeltaTable
+from pyspark.sql import functions as F
+
 from bench import spark_jobs_so_far, status_api
+from lib import io
 from lib.config import load_config
 from lib.jobs import PIPELINE
-from lib.runner import new_run_id, run_job
+from lib.runner import JOB_INPUTS, new_run_id, run_job
 from lib.spark import spark_session
 
 BIG_STAGE_BYTES = 200 * 2**20
@@ -45,6 +51,10 @@ def main() -> None:
     config = dataclasses.replace(config, lakehouse_root=str(copy),
                                  spark=dataclasses.replace(config.spark, ui_enabled=True))
     spark = spark_session(config)
+    for table, version in versions_read(spark, args.lakehouse, args.job).items():
+        if table in job.reads and io.table_version(spark, config, table) != version:
+            DeltaTable.forPath(spark, config.table_path(table)).restoreToVersion(version)
+            print(f"{table}: restored to version {version}, as {args.job} read it")
     jobs_before = spark_jobs_so_far(spark)
     clock = time.monotonic()
     run = run_job(args.job, job.run, spark, config, new_run_id(), reads=job.reads)
@@ -65,6 +75,17 @@ def main() -> None:
     for stage in longest:
         print(f"  {_stage_seconds(stage):7.1f} s  {stage['numTasks']:5d} tasks  "
               f"{stage['shuffleWriteBytes'] / mb:8,.0f} MB shuffled  stage {stage['stageId']}: {stage['name']}")
+
+
+def versions_read(spark, lakehouse: Path, job: str) -> dict[str, int]:
+    """The table versions ``job``'s last successful run in ``lakehouse`` read (its ops.job_inputs row); none when
+    that lakehouse has no record of it."""
+    inputs = lakehouse / JOB_INPUTS.replace(".", "/")
+    if not (inputs / "_delta_log").is_dir():
+        return {}
+    last = (spark.read.format("delta").load(str(inputs)).filter(F.col("job") == job)
+            .orderBy(F.col("recorded_at").desc()).select("input_versions").first())
+    return dict(last["input_versions"]) if last else {}
 
 
 def _stage_seconds(stage: dict) -> float:
