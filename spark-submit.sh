@@ -17,13 +17,16 @@ shift
 python=${DMP_PYTHON:-$here/.venv/bin/python}
 [ -x "$python" ] || { echo "no Python at $python: run ./dev.sh setup first (or set DMP_PYTHON)" >&2; exit 2; }
 if [ -n "${SPARK_HOME:-}" ]; then submit="$SPARK_HOME/bin/spark-submit"; else submit="$(dirname "$python")/spark-submit"; fi
-delta_package=$("$python" - <<'PY'
+# One interpreter start for both: the Delta package matching the installed pyspark, and lib's JVM options.
+settings=$(cd "$here" && "$python" - <<'PY'
 from importlib.metadata import version
+from lib.spark import JVM_OPTIONS
 spark = ".".join(version("pyspark").split(".")[:2])
 print(f"io.delta:delta-spark_{spark}_2.13:{version('delta-spark')}")
+print(JVM_OPTIONS)
 PY
 )
-jvm_options=$(cd "$here" && "$python" -c 'from lib.spark import JVM_OPTIONS; print(JVM_OPTIONS)')
+delta_package=${settings%%$'\n'*} jvm_options=${settings#*$'\n'}
 mkdir -p "$here/build"
 (cd "$here" && rm -f build/dmp_lib.zip && zip -qr build/dmp_lib.zip lib -x '*__pycache__*')
 # The driver builds its session from DMP_* config, so tell it the master and app name actually used: a `--master`
