@@ -27,8 +27,8 @@ def shuffle_partitions(config: Config, cores: int | None = None) -> int:
 def size_tasks_to_input(spark: SparkSession, config: Config, input_bytes: int) -> None:
     """Start the coming job's shuffles with one partition per ``input_bytes_per_shuffle_partition`` of its input,
     never fewer than ``shuffle_partitions`` or, unset, twice the cores the executors have now (on a cluster, more
-    than the driver's own); and cut its file scans into tasks of at most a ``SCAN_TASKS_PER_CORE``-th of the input
-    per core (within Spark's 128 MB and ``MIN_SCAN_TASK_BYTES``).
+    than the driver's own); and cut its file scans into tasks of its input / (``SCAN_TASKS_PER_CORE`` x cores)
+    bytes, within ``MIN_SCAN_TASK_BYTES`` and Spark's default 128 MB.
 
     Adaptive execution merges partitions but cannot split them: four partitions spilled 5 GB of a 6 GB shuffle at
     M, while starting tiny jobs at Spark's 200 made the test pipeline 1.6x slower. Spark packs files into scan tasks
