@@ -21,13 +21,12 @@ import time
 from pathlib import Path
 
 from delta import DeltaTable
-from pyspark.sql import functions as F
 
 from bench import spark_jobs_so_far, status_api
 from lib import io
 from lib.config import load_config
 from lib.jobs import PIPELINE
-from lib.runner import JOB_INPUTS, new_run_id, run_job
+from lib.runner import last_successes, new_run_id, run_job
 from lib.spark import spark_session
 
 BIG_STAGE_BYTES = 200 * 2**20
@@ -51,7 +50,9 @@ def main() -> None:
     config = dataclasses.replace(config, lakehouse_root=str(copy),
                                  spark=dataclasses.replace(config.spark, ui_enabled=True))
     spark = spark_session(config)
-    for table, version in versions_read(spark, args.lakehouse, args.job).items():
+    source = dataclasses.replace(config, lakehouse_root=str(args.lakehouse))
+    last = last_successes(spark, source).get(args.job)
+    for table, version in (last.input_versions if last else {}).items():
         if table in job.reads and io.table_version(spark, config, table) != version:
             DeltaTable.forPath(spark, config.table_path(table)).restoreToVersion(version)
             print(f"{table}: restored to version {version}, as {args.job} read it")
@@ -75,17 +76,6 @@ def main() -> None:
     for stage in longest:
         print(f"  {_stage_seconds(stage):7.1f} s  {stage['numTasks']:5d} tasks  "
               f"{stage['shuffleWriteBytes'] / mb:8,.0f} MB shuffled  stage {stage['stageId']}: {stage['name']}")
-
-
-def versions_read(spark, lakehouse: Path, job: str) -> dict[str, int]:
-    """The table versions ``job``'s last successful run in ``lakehouse`` read (its ops.job_inputs row); none when
-    that lakehouse has no record of it."""
-    inputs = lakehouse / JOB_INPUTS.replace(".", "/")
-    if not (inputs / "_delta_log").is_dir():
-        return {}
-    last = (spark.read.format("delta").load(str(inputs)).filter(F.col("job") == job)
-            .orderBy(F.col("recorded_at").desc()).select("input_versions").first())
-    return dict(last["input_versions"]) if last else {}
 
 
 def _stage_seconds(stage: dict) -> float:
