@@ -122,7 +122,10 @@ def _batch_definition():
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    source = context.data_sources.add_spark("dmp")
+    # Callers cache what they validate. GX's own persist (its default) cached a second copy of any frame derived
+    # from the caller's (silver_events' rows after bots are set aside: 2 GB at M, computed in 47 s) and kept it
+    # to the job's end.
+    source = context.data_sources.add_spark("dmp", persist=False)
     return source.add_dataframe_asset("gate").add_batch_definition_whole_dataframe("whole")
 
 

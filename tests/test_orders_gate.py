@@ -13,6 +13,7 @@ from lib.orders import orders_with_checks
 from lib.quality import FAILED_RULES, _predicate, validate
 from lib.schemas import table_schema
 from lib.silver import latest_versions, typed_records
+from lib.spark import persisted_rdd_ids
 from tests.conftest import make_config
 
 INGESTED = dt.datetime(2026, 3, 1, 12, 0, 0)
@@ -102,3 +103,13 @@ def test_merge_source_with_colliding_keys_is_refused_naming_the_keys(spark, tmp_
     df = spark.createDataFrame([("o-1", 1), ("o-1", 2), ("o-2", 3)], "order_id string, v int")
     with pytest.raises(io.MergeKeyCollision, match=r"order_id='o-1' \(2 rows\)"):
         io.merge_upsert(spark, df, config, "silver.collide", ["order_id"])
+
+
+def test_a_gate_caches_no_copy_of_a_frame_derived_from_the_callers_cache(spark, checked):
+    # The frame silver gates validate is a filter of the cached batch (bots or erased people set aside).
+    derived = checked.filter("_record_id != 'has_customer_id'")
+    checked.count()
+    before = persisted_rdd_ids(spark)
+    gate = validate(derived, "silver.orders", ["_record_id"], max_error_ratio=1.0)
+    assert gate.rows_checked == len(CASES) - 1
+    assert persisted_rdd_ids(spark) == before
