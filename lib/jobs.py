@@ -152,8 +152,9 @@ def _publish_silver(
         gate = ctx.gate(candidates, silver_table, ["_record_id"], quarantine=f"quarantine.{entity}")
         accounting.add(quarantined=gate.rows_failed)
         latest = silver.latest_versions(gate.passed_rows, list(schema.key), schema.version_column)
-        rows = latest.rows.cache()
-        merged = publish(rows)
+        # What is left to publish is in latest's cache now; the whole typed batch need not hold memory meanwhile.
+        checked.unpersist()
+        merged = publish(latest.rows)
         accounting.add(
             published=merged.changed,
             deduplicated=latest.exact_duplicates + latest.superseded + merged.unchanged,
@@ -161,8 +162,7 @@ def _publish_silver(
             superseded=latest.superseded,
             not_newer_than_published=merged.unchanged,
         )
-        rows.unpersist()
-        checked.unpersist()
+        latest.unpersist()
 
     if ctx.replay_rows is not None:
         publish_batch(ctx.replay_rows, 0)

@@ -43,6 +43,10 @@ class Deduplicated:
     rows: DataFrame
     exact_duplicates: int
     superseded: int
+    marked: DataFrame  # every record with its flags, cached: ``rows`` reads it
+
+    def unpersist(self) -> None:
+        self.marked.unpersist()
 
 
 def latest_versions(records: DataFrame, key: list[str], version_column: str) -> Deduplicated:
@@ -51,19 +55,22 @@ def latest_versions(records: DataFrame, key: list[str], version_column: str) -> 
     The raw record (``value``) is not kept: no silver table has it, and its hash tells re-sends apart. A re-send
     parses to the same key, so one shuffle on the key serves both steps. Two different versions of a key whose
     64-bit hashes collide would only be counted as a re-send instead of superseded: the newest is kept either way.
+    The marked records are cached (``Deduplicated.unpersist`` releases them), so the counts and ``rows`` share the
+    shuffle (computed apart, they sorted the whole batch by key twice).
     """
     newest_first = [F.col(version_column).desc(), F.col("_ingested_at").desc(), F.col("_record_id").desc()]
     per_key = Window.partitionBy(*key)
     same_record = per_key.orderBy("_value_hash", *newest_first)
     marked = (records.withColumn("_value_hash", F.xxhash64("value")).drop("value")
               .withColumn("_resent", F.lag("_value_hash").over(same_record) == F.col("_value_hash"))
-              .withColumn("_rank", F.row_number().over(per_key.orderBy(*newest_first))))
+              .withColumn("_rank", F.row_number().over(per_key.orderBy(*newest_first)))
+              .cache())
     counts = marked.agg(F.count(F.lit(1)).alias("total"),
                         F.count(F.when(F.col("_resent"), 1)).alias("resent"),
                         F.count(F.when(F.col("_rank") == 1, 1)).alias("kept")).first()
     latest = marked.filter("_rank = 1").drop("_value_hash", "_resent", "_rank")
     unique = counts["total"] - counts["resent"]
-    return Deduplicated(latest, exact_duplicates=counts["resent"], superseded=unique - counts["kept"])
+    return Deduplicated(latest, exact_duplicates=counts["resent"], superseded=unique - counts["kept"], marked=marked)
 
 
 def silver_columns(rows: DataFrame, schema: TableSchema) -> DataFrame:
