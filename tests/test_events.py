@@ -47,3 +47,14 @@ def test_bot_user_agents_and_impossible_rates_are_set_aside_with_their_reason(sp
     assert all(reasons[f"h{i}"] is None for i in range(10))
     assert reasons["c1"] == "bot_traffic:user_agent"
     assert {reasons[f"b{i}"] for i in range(70)} == {"bot_traffic:rate"}
+
+
+def test_the_event_rate_is_counted_per_visitor_and_clock_minute(spark):
+    settings = EventSettings(bot_max_events_per_minute=5)
+    spread = [(f"s{i}", i % 2, "spread", "Mozilla/5.0") for i in range(10)]  # 5 in each of two minutes
+    anonymous = [(f"n{i}", 0, None, "Mozilla/5.0") for i in range(10)]  # no visitor: no rate to judge
+    shared = [(f"p{i}", 0, f"person-{i}", "Mozilla/5.0") for i in range(10)]  # 10 people in one minute
+    events = events_df(spark, spread + anonymous + shared + [(f"x{i}", 3, "spread", "Mozilla/5.0") for i in range(6)])
+    reasons = {r["event_id"]: r[SET_ASIDE] for r in bot_traffic(events, settings).collect()}
+    assert len(reasons) == 36
+    assert {event for event, reason in reasons.items() if reason} == {f"x{i}" for i in range(6)}
