@@ -99,7 +99,7 @@ def main() -> None:
         interactions = ratings.count()
         params = recommend.AlsParams(rank=args.rank, reg_param=0.1, alpha=10.0)
         model = timed(f"fit ALS (rank {args.rank}, 10 iterations)", interactions, lambda: recommend.fit_als(
-            ratings, params, seed=7, max_iter=10, checkpoint_dir=f"{lake}/checkpoints"))
+            ratings, [params], seed=7, max_iter=10, checkpoint_dir=f"{lake}/checkpoints")[0])
         everyone = idx.people.select("person_id")
         timed(f"blocked top {TOP}: all {args.people:,} people", args.people, lambda: (
             recommend.als_candidates(model, idx, everyone, TOP).write.format("delta").save(f"{lake}/blocked")))

@@ -538,8 +538,8 @@ def gold_recommendations(ctx: JobContext) -> None:
     train.unpersist()
     full = feedback(as_of)
     idx = recommend.indexes(full, catalogue)
-    model = recommend.fit_als(idx.ratings(full), search.chosen, settings.seed, settings.max_iter, checkpoint_dir,
-                              settings.checkpoint_interval)
+    [model] = recommend.fit_als(idx.ratings(full), [search.chosen], settings.seed, settings.max_iter,
+                                checkpoint_dir, settings.checkpoint_interval)
     bought = recommend.purchased(items, identity_map, as_of).cache()
     lists = recommend.fallbacks(people, full, bought, recommendable, settings.top_n, settings.new_product_slots,
                                 cold_start_fallback=search.cold_start_fallback)
@@ -574,9 +574,8 @@ def gold_recommendations(ctx: JobContext) -> None:
           "gold.recommendations", ["person_id", "rank"]),
          (recommend.similar_products_with_checks(similar), "gold.similar_products", ["product_id", "rank"])],
         check_columns=[*recommend.CHECK_COLUMNS, *recommend.SIMILAR_CHECK_COLUMNS])
-    for cached in (similar, recommended, bought, full, people, recommendable):
+    for cached in (similar, recommended, bought, full, people, recommendable, lists, idx):
         cached.unpersist()
-    lists.unpersist()
 
 
 def gold_audiences(ctx: JobContext, only: Sequence[str] | None = None) -> None:

@@ -18,7 +18,7 @@ import datetime as dt
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pyspark.ml.evaluation import RankingEvaluator
 from pyspark.ml.recommendation import ALS, ALSModel
@@ -126,20 +126,20 @@ def _blocks(ids: int, parallelism: int) -> int:
     return max(1, min(parallelism, math.ceil(ids / IDS_PER_BLOCK)))
 
 
-def fit_als(ratings: DataFrame, params: AlsParams, seed: int, max_iter: int, checkpoint_dir: str,
-            checkpoint_interval: int = 5) -> ALSModel:
-    """ALS on implicit feedback (``user``, ``item`` ints, ``strength``). The checkpoint directory makes ALS honour
-    ``checkpoint_interval`` (without one it silently skips checkpoints and long lineages overflow the stack);
-    blocks are sized to the data and the machine."""
+def fit_als(ratings: DataFrame, grid: Sequence[AlsParams], seed: int, max_iter: int, checkpoint_dir: str,
+            checkpoint_interval: int = 5) -> list[ALSModel]:
+    """ALS on implicit feedback (``user``, ``item`` ints, ``strength``): one model per point of ``grid``, in its
+    order, by MLlib's fit over a list of parameter maps; the ratings are counted once to size the blocks to the data
+    and the machine, not once per model. The checkpoint directory makes ALS honour ``checkpoint_interval`` (without
+    one it silently skips checkpoints and long lineages overflow the stack)."""
     spark = ratings.sparkSession
     spark.sparkContext.setCheckpointDir(checkpoint_dir)
     counts = ratings.agg(F.countDistinct(USER).alias("users"), F.countDistinct(ITEM).alias("items")).first()
     parallelism = spark.sparkContext.defaultParallelism
-    als = ALS(userCol=USER, itemCol=ITEM, ratingCol=STRENGTH, implicitPrefs=True, rank=params.rank,
-              regParam=params.reg_param, alpha=params.alpha, maxIter=max_iter, seed=seed, coldStartStrategy="drop",
-              checkpointInterval=checkpoint_interval, numUserBlocks=_blocks(counts["users"], parallelism),
-              numItemBlocks=_blocks(counts["items"], parallelism))
-    return als.fit(ratings)
+    als = ALS(userCol=USER, itemCol=ITEM, ratingCol=STRENGTH, implicitPrefs=True, maxIter=max_iter, seed=seed,
+              coldStartStrategy="drop", checkpointInterval=checkpoint_interval,
+              numUserBlocks=_blocks(counts["users"], parallelism), numItemBlocks=_blocks(counts["items"], parallelism))
+    return als.fit(ratings, [{als.rank: p.rank, als.regParam: p.reg_param, als.alpha: p.alpha} for p in grid])
 
 
 @dataclass(frozen=True)
@@ -151,11 +151,18 @@ class Indexes:
         return (interactions_df.join(self.people, "person_id").join(self.products, "product_id")
                 .select(USER, ITEM, STRENGTH))
 
+    def unpersist(self) -> None:
+        self.people.unpersist()
+        self.products.unpersist()
+
 
 def indexes(interactions_df: DataFrame, catalogue: DataFrame) -> Indexes:
-    """Numbering of the people with interactions and of every product (catalogue and interactions)."""
+    """Numbering of the people with interactions and of every product (catalogue and interactions), cached
+    (``Indexes.unpersist``): every model's lists and their judging join them several times, and each time anew
+    took a pass over the interactions and a sort in one partition."""
     products = catalogue.select("product_id").unionByName(interactions_df.select("product_id"))
-    return Indexes(id_index(interactions_df, "person_id", USER), id_index(products, "product_id", ITEM))
+    return Indexes(id_index(interactions_df, "person_id", USER).cache(),
+                   id_index(products, "product_id", ITEM).cache())
 
 
 def als_candidates(model: ALSModel, idx: Indexes, people: DataFrame, depth: int) -> DataFrame:
@@ -261,6 +268,13 @@ class Fallbacks:
         for cached in (self.popular, self.segment_popular, self.new):
             if cached is not None:
                 cached.unpersist()
+
+    def with_fallback(self, cold_start_fallback: str) -> Fallbacks:
+        """These lists as ``fallbacks`` makes them for ``cold_start_fallback``: without the segment-popular ones
+        for "popular". Lists made for "segment" serve both."""
+        if cold_start_fallback not in COLD_START_FALLBACKS:
+            raise ValueError(f"cold_start_fallback {cold_start_fallback!r} is none of {COLD_START_FALLBACKS}")
+        return self if cold_start_fallback == COLD_START_SEGMENT else replace(self, segment_popular=None)
 
 
 def fallbacks(people: DataFrame, interactions_df: DataFrame, bought: DataFrame, recommendable: DataFrame, n: int,
@@ -371,19 +385,18 @@ def ranking_metrics(recommended: DataFrame, held_out: DataFrame, products: DataF
     return metrics
 
 
-def cold_start_ndcg(cold: DataFrame, held_out: DataFrame, interactions_df: DataFrame, bought: DataFrame,
-                    recommendable: DataFrame, products: DataFrame, n: int, new_product_slots: int,
-                    segments: DataFrame) -> dict[str, float]:
+def cold_start_ndcg(cold: DataFrame, held_out: DataFrame, lists: Fallbacks, bought: DataFrame,
+                    recommendable: DataFrame, products: DataFrame, n: int) -> dict[str, float]:
     """NDCG@n of each of COLD_START_FALLBACKS for ``cold`` (person_id, segment_id, favourite_category: judged
-    people ALS cannot rank, having no interactions), on their ``held_out`` purchases. Their lists are made as the
-    job makes them; ALS plays no part in them, so no model is needed. Empty when there is nobody to judge."""
+    people ALS cannot rank, having no interactions), on their ``held_out`` purchases, served from ``lists``
+    (``fallbacks`` for the "segment" fallback, made for these people or more). ALS plays no part in their lists,
+    so no model is needed. Empty when there is nobody to judge."""
     held = held_out.join(cold, "person_id", "left_semi")
     ndcg = {}
     for fallback in COLD_START_FALLBACKS:
-        lists = fallbacks(cold, interactions_df, bought, recommendable, n, new_product_slots, segments, fallback)
-        judged = judged_lists(recommend(None, None, cold, lists, bought, recommendable, n), held, products)
-        metrics = list_metrics(judged.localCheckpoint(), n)
-        lists.unpersist()
+        # Lists of people beyond ``cold`` (their new products) have no held-out row here: judged_lists drops them.
+        served = recommend(None, None, cold, lists.with_fallback(fallback), bought, recommendable, n)
+        metrics = list_metrics(judged_lists(served, held, products).localCheckpoint(), n)
         if "ndcg_at_k" in metrics:
             ndcg[fallback] = metrics["ndcg_at_k"]
     return ndcg
@@ -447,20 +460,20 @@ def search_params(train: DataFrame, split: TimeSplit, people: DataFrame, catalog
     warm = idx.people.select("person_id")
     catalogue_size = idx.products.count()
     # Segments' popular products come from all their members (segments=people), as in the job's own recommend().
-    fallback_ndcg = cold_start_ndcg(judged.join(warm, "person_id", "left_anti"), evaluated, train, bought,
-                                    recommendable, idx.products, n, new_product_slots, people)
+    # Made once for the "segment" fallback, they serve both fallbacks' judging and the grid's lists.
+    every_list = fallbacks(judged, train, bought, recommendable, n, new_product_slots, people)
+    fallback_ndcg = cold_start_ndcg(judged.join(warm, "person_id", "left_anti"), evaluated, every_list, bought,
+                                    recommendable, idx.products, n)
     fallback = choose_cold_start_fallback(fallback_ndcg, cold_start_fallback)
     measure = lambda recs: ranking_metrics(recs, evaluated, idx.products, n, catalogue_size, warm)  # noqa: E731
-    lists = fallbacks(judged, train, bought, recommendable, n, new_product_slots, people, fallback)
-    candidates = []
-    for params in grid:
-        model = fit_als(ratings, params, seed, max_iter, checkpoint_dir, checkpoint_interval)
-        candidates.append(Evaluation(params, measure(recommend(model, idx, judged, lists, bought, recommendable,
-                                                               n))))
+    lists = every_list.with_fallback(fallback)
+    candidates = [Evaluation(params, measure(recommend(model, idx, judged, lists, bought, recommendable, n)))
+                  for params, model in zip(grid, fit_als(ratings, grid, seed, max_iter, checkpoint_dir,
+                                                          checkpoint_interval), strict=True)]
     baseline = measure(popularity_baseline(judged, lists.popular, bought, n))
     best = max(candidates, key=lambda e: (e.metrics["ndcg_at_k"], -candidates.index(e)))
-    lists.unpersist()
-    for cached in (ratings, evaluated, judged, bought):
+    every_list.unpersist()
+    for cached in (ratings, evaluated, judged, bought, idx):
         cached.unpersist()
     return ModelSearch(best.params, candidates, baseline, split, fallback, fallback_ndcg)
 

@@ -258,15 +258,14 @@ def test_the_hold_out_chooses_popular_only_when_the_segment_fallback_does_worse(
     nothing_bought = spark.createDataFrame([], "person_id string, product_id string")
     held_out = spark.createDataFrame([("P0", held_out_product)], "person_id string, product_id string")
     cold = people.filter(F.col("person_id") == "P0")
-    ndcg = recommend.cold_start_ndcg(cold, held_out, interactions, nothing_bought,
-                                     recommend.recommendable_products(catalogue),
-                                     recommend.indexes(interactions, catalogue).products, 1, 0, people)
+    recommendable = recommend.recommendable_products(catalogue)
+    lists = recommend.fallbacks(cold, interactions, nothing_bought, recommendable, 1, segments=people)
+    ndcg = recommend.cold_start_ndcg(cold, held_out, lists, nothing_bought, recommendable,
+                                     recommend.indexes(interactions, catalogue).products, 1)
     assert ndcg == {chosen: 1.0, ({*recommend.COLD_START_FALLBACKS} - {chosen}).pop(): 0.0}
     assert recommend.choose_cold_start_fallback(ndcg) == chosen
-    recommendable = recommend.recommendable_products(catalogue)
-    lists = recommend.fallbacks(cold, interactions, nothing_bought, recommendable, 1, segments=people,
-                                cold_start_fallback=chosen)
-    served = recommend.recommend(None, None, cold, lists, nothing_bought, recommendable, 1).collect()
+    served = recommend.recommend(None, None, cold, lists.with_fallback(chosen), nothing_bought, recommendable,
+                                 1).collect()
     assert [(row["product_id"], row["reason"]) for row in served] == [
         (held_out_product, recommend.REASON_SEGMENT if chosen == recommend.COLD_START_SEGMENT
          else recommend.REASON_POPULAR)]
