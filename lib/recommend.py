@@ -272,9 +272,15 @@ class Fallbacks:
     def with_fallback(self, cold_start_fallback: str) -> Fallbacks:
         """These lists as ``fallbacks`` makes them for ``cold_start_fallback``: without the segment-popular ones
         for "popular". Lists made for "segment" serve both."""
-        if cold_start_fallback not in COLD_START_FALLBACKS:
-            raise ValueError(f"cold_start_fallback {cold_start_fallback!r} is none of {COLD_START_FALLBACKS}")
-        return self if cold_start_fallback == COLD_START_SEGMENT else replace(self, segment_popular=None)
+        if _known_fallback(cold_start_fallback) == COLD_START_SEGMENT:
+            return self
+        return replace(self, segment_popular=None)
+
+
+def _known_fallback(cold_start_fallback: str) -> str:
+    if cold_start_fallback not in COLD_START_FALLBACKS:
+        raise ValueError(f"cold_start_fallback {cold_start_fallback!r} is none of {COLD_START_FALLBACKS}")
+    return cold_start_fallback
 
 
 def fallbacks(people: DataFrame, interactions_df: DataFrame, bought: DataFrame, recommendable: DataFrame, n: int,
@@ -285,8 +291,7 @@ def fallbacks(people: DataFrame, interactions_df: DataFrame, bought: DataFrame, 
     and up to ``new_product_slots`` cold products of each person's favourite category. A segment's popular products
     are those of all its members in ``segments`` (person_id, segment_id; default ``people``): recommending to a few
     people (the evaluation's judged ones) must not shrink their segment to themselves."""
-    if cold_start_fallback not in COLD_START_FALLBACKS:
-        raise ValueError(f"cold_start_fallback {cold_start_fallback!r} is none of {COLD_START_FALLBACKS}")
+    _known_fallback(cold_start_fallback)
     known = only_recommendable(interactions_df, recommendable)
     depth = _candidate_depth(bought, n)
     segment_popular = (popular_products(known, depth, people if segments is None else segments).cache()
