@@ -231,6 +231,49 @@ def rollback(
 
 
 @app.command()
+def optimize(
+    tables: Annotated[Optional[list[str]], typer.Argument(
+        help="Tables to optimize, e.g. silver.events; default: every table of the lakehouse.")] = None,
+    zorder_by: Annotated[Optional[list[str]], typer.Option(
+        "--zorder-by", help="Also cluster the named tables' files by this column (repeatable), so that filters on "
+                            "it (one person's events, one day's orders) skip the other files. Rewrites every "
+                            "file.")] = None,
+) -> None:
+    """Compact small files with Delta OPTIMIZE, and optionally Z-order them: scheduled table maintenance.
+
+    Every write adds files; daily MERGEs and appends add small ones, and every later read opens them all. The jobs'
+    auto compaction (`[spark] auto_compact`, on by default) compacts a table once it holds many small files;
+    this command compacts the rest on demand. No rows change: readers, streams and change feeds see no new data."""
+    from lib import io
+    from lib.spark import spark_session
+
+    if zorder_by and not tables:
+        console.print("[red]--zorder-by needs the tables named: each table has its own columns (e.g. `dmp optimize "
+                      "silver.events --zorder-by anonymous_id`).[/red]")
+        raise typer.Exit(2)
+    config = _config()
+    spark = spark_session(config)
+    known = io.list_tables(spark, config)
+    unknown = [table for table in tables or () if table not in known]
+    if unknown:
+        console.print(f"[red]No such table: {', '.join(unknown)}. Tables: {', '.join(known)}.[/red]")
+        raise typer.Exit(2)
+    for table in tables or ():
+        missing = [column for column in zorder_by or () if column not in io.read_table(spark, config, table).columns]
+        if missing:
+            console.print(f"[red]{table} has no column {', '.join(missing)} to Z-order by.[/red]")
+            raise typer.Exit(2)
+    summary = Table("table", "files before", "files after", "MB", "seconds")
+    with _lakehouse_locked():
+        for table in tables or known:
+            clock = time.monotonic()
+            done = io.optimize(spark, config, table, zorder_by or ())
+            summary.add_row(table, f"{done.files_before:,}", f"{done.files_after:,}",
+                            f"{done.bytes_after / 2**20:,.1f}", f"{time.monotonic() - clock:.1f}")
+    console.print(summary)
+
+
+@app.command()
 def demo(
     customers: Annotated[int, typer.Option(help="Number of sample customers.")] = 2000,
     days: Annotated[int, typer.Option(help="Days of sample activity.")] = 60,

@@ -38,6 +38,10 @@ class SparkSettings:
     codegen_cache_entries: int = 4000
     log_level: str = "ERROR"
     ui_enabled: bool = False
+    # Delta's auto compaction: after a write leaves a table with many small files, the writer compacts them (an
+    # OPTIMIZE commit, no data change). Daily MERGEs and the ops records every job appends otherwise add files
+    # that every later read opens.
+    auto_compact: bool = True
 
 
 @dataclass(frozen=True)

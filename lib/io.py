@@ -251,13 +251,15 @@ def _executed(spark: SparkSession, config: Config, table: str, target: DeltaTabl
               merge: DeltaMergeBuilder) -> dict[str, int] | None:
     """Execute ``merge`` on ``target`` and return the operation metrics of its commit, or None when it committed
     nothing: Delta commits nothing for a MERGE that changes nothing (e.g. an empty source), and the newest history
-    entry is then another operation's."""
+    entry is then another operation's. Auto compaction may have committed after the MERGE: its entry is skipped."""
     before = table_version(spark, config, table)
     merge.execute()
-    if table_version(spark, config, table) == before:
+    after = table_version(spark, config, table)
+    if after == before:
         return None
-    last = target.history(1).collect()[0]
-    return {k: int(v) for k, v in (last["operationMetrics"] or {}).items() if v.isdigit()}
+    merged = min((entry for entry in target.history(after - before).collect() if entry["operation"] == "MERGE"),
+                 key=lambda entry: entry["version"])
+    return {k: int(v) for k, v in (merged["operationMetrics"] or {}).items() if v.isdigit()}
 
 
 def delete_matching(spark: SparkSession, config: Config, table: str, rows: DataFrame, keys: Sequence[str],
@@ -305,6 +307,30 @@ def vacuum(spark: SparkSession, config: Config, table: str, retention_hours: flo
         spark.conf.set(check, previous)
     ends = [entry for entry in target.history(5).collect() if entry["operation"] == "VACUUM END"]
     return int((ends[0]["operationMetrics"] or {}).get("numDeletedFiles", 0)) if ends else 0
+
+
+@dataclass(frozen=True)
+class Optimized:
+    """What a Delta OPTIMIZE of one table did."""
+
+    files_before: int
+    files_after: int
+    bytes_after: int
+
+
+def optimize(spark: SparkSession, config: Config, table: str, zorder_by: Sequence[str] = ()) -> Optimized:
+    """Delta OPTIMIZE of ``table``: its small files rewritten into files of up to Delta's target size; with
+    ``zorder_by``, every file rewritten so that rows with near values of those columns share files, and filters on
+    them skip the rest. A commit without data change: no reader, stream or change feed sees new rows."""
+    before = _snapshot(spark, config, table).numOfFiles()
+
+    def run() -> None:
+        builder = DeltaTable.forPath(spark, config.table_path(table)).optimize()
+        (builder.executeZOrderBy(*zorder_by) if zorder_by else builder.executeCompaction()).collect()
+
+    retry_conflicts(config, table, run)
+    after = _snapshot(spark, config, table)
+    return Optimized(before, after.numOfFiles(), after.sizeInBytes())
 
 
 def _differs(target: str, source: str, data_type) -> str:

@@ -59,6 +59,7 @@ def spark_session(config: Config) -> SparkSession:
         .config("spark.driver.extraJavaOptions", JVM_OPTIONS)
         .config("spark.executor.extraJavaOptions", JVM_OPTIONS)
         .config("spark.sql.codegen.cache.maxEntries", str(config.spark.codegen_cache_entries))
+        .config("spark.databricks.delta.autoCompact.enabled", str(config.spark.auto_compact).lower())
         # Small local tables: many tiny files cost more than they parallelise.
         .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "2")
