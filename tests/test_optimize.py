@@ -44,16 +44,6 @@ def _append_days(spark, config, table: str, days: int) -> None:
                                         "event_type string"), config, table)
 
 
-def test_the_session_compacts_a_table_that_small_appends_filled_with_files(spark, tmp_path):
-    config = make_config(tmp_path)
-    assert spark.conf.get(f"{AUTO_COMPACT}.enabled") == "true"  # what the suite's session starts with
-    with _auto_compaction(spark, enabled=True, min_files=4):
-        _append_days(spark, config, "ops.job_runs", 6)
-    assert _files(spark, config, "ops.job_runs") < 6
-    assert "OPTIMIZE" in _operations(spark, config, "ops.job_runs")
-    assert sorted(r["day"] for r in io.read_table(spark, config, "ops.job_runs").collect()) == list(range(6))
-
-
 def test_a_merge_reports_its_own_counts_when_auto_compaction_commits_after_it(spark, tmp_path):
     config = make_config(tmp_path)
     with _auto_compaction(spark, enabled=True, min_files=3):
