@@ -241,9 +241,9 @@ def optimize(
 ) -> None:
     """Compact small files with Delta OPTIMIZE, and optionally Z-order them: scheduled table maintenance.
 
-    Every write adds files; daily MERGEs and appends add small ones, and every later read opens them all. The jobs'
-    auto compaction (`[spark] auto_compact`, on by default) compacts a table once it holds many small files;
-    this command compacts the rest on demand. No rows change: readers, streams and change feeds see no new data."""
+    Every write adds files; daily MERGEs and appends add small ones, and every later read opens them all. Run this
+    on a schedule (e.g. weekly), or let the jobs compact as they write (`[spark] auto_compact = true`). No rows
+    change: readers, streams and change feeds see no new data."""
     from lib import io
     from lib.spark import spark_session
 

@@ -38,7 +38,7 @@ class SparkSettings:
     codegen_cache_entries: int = 4000
     log_level: str = "ERROR"
     ui_enabled: bool = False
-    # Delta's auto compaction: after a write leaves a table with 50 small files or more, the writer compacts them
+    # Delta's auto compaction: after a write leaves a table with many small files, the writer compacts them
     # (an OPTIMIZE commit, no data change). Off by default: it looks at the table's files after every commit (the
     # suite makes about a hundred per run), and `dmp optimize` does the same work on a schedule.
     auto_compact: bool = False
