@@ -1,4 +1,4 @@
-"""Small files: Delta's auto compaction while the jobs write, and `dmp optimize` (OPTIMIZE, Z-ORDER) on demand."""
+"""Small files: `dmp optimize` (Delta OPTIMIZE, Z-ORDER), and MERGE counts when auto compaction (opt-in) follows."""
 
 from __future__ import annotations
 
@@ -15,11 +15,14 @@ AUTO_COMPACT = "spark.databricks.delta.autoCompact"
 
 
 @contextlib.contextmanager
-def _auto_compaction(spark, enabled: bool, min_files: int = 50):
-    """Auto compaction on or off, compacting from ``min_files`` small files (Delta's default: 50)."""
-    previous = {key: spark.conf.get(key, None) for key in (f"{AUTO_COMPACT}.enabled", f"{AUTO_COMPACT}.minNumFiles")}
-    spark.conf.set(f"{AUTO_COMPACT}.enabled", str(enabled).lower())
-    spark.conf.set(f"{AUTO_COMPACT}.minNumFiles", str(min_files))
+def _auto_compaction(spark, enabled: bool, min_files: int | None = None):
+    """Auto compaction on or off; with ``min_files``, compacting from that many small files."""
+    settings = {f"{AUTO_COMPACT}.enabled": str(enabled).lower()}
+    if min_files is not None:
+        settings[f"{AUTO_COMPACT}.minNumFiles"] = str(min_files)
+    previous = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
     try:
         yield
     finally:
