@@ -534,7 +534,7 @@ def gold_recommendations(ctx: JobContext) -> None:
         train, split, people, catalogue, recommend.purchased(items, identity_map, split.train_as_of),
         recommend.param_grid(settings.ranks, settings.reg_params, settings.alphas), settings.top_n, settings.seed,
         settings.max_iter, checkpoint_dir, settings.checkpoint_interval, settings.new_product_slots,
-        settings.cold_start_fallback)
+        settings.cold_start_fallback, settings.max_judged_people)
     train.unpersist()
     full = feedback(as_of)
     idx = recommend.indexes(full, catalogue)
@@ -556,7 +556,8 @@ def gold_recommendations(ctx: JobContext) -> None:
                 "holdout_days": settings.holdout_days, "half_life_days": settings.half_life_days,
                 "weights": settings.weights, "seed": settings.seed, "max_iter": settings.max_iter,
                 "cold_start_fallback": search.cold_start_fallback,
-                "cold_start_fallback_setting": settings.cold_start_fallback},
+                "cold_start_fallback_setting": settings.cold_start_fallback,
+                "max_judged_people": settings.max_judged_people},
         metrics=metrics)
     if not search.candidates:
         log.warning("gold_recommendations: no interactions before or no first purchases in the %s hold-out days; "

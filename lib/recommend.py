@@ -101,6 +101,14 @@ def time_split(order_items: DataFrame, identity_map: DataFrame, as_of: dt.date, 
     return TimeSplit(train_as_of, held_out)
 
 
+def held_out_sample(held_out: DataFrame, max_people: int, seed: int) -> DataFrame:
+    """The rows of ``held_out`` (person_id, ...) of at most ``max_people`` people: those first in the order of a
+    seeded hash of their id, so every run with the same seed judges the same people."""
+    people = held_out.select("person_id").distinct()
+    chosen = people.orderBy(F.xxhash64("person_id", F.lit(seed)), "person_id").limit(max_people)
+    return held_out.join(chosen, "person_id", "left_semi")
+
+
 def id_index(values: DataFrame, column: str, index_column: str) -> DataFrame:
     """``column`` -> dense int ``index_column`` in alphabetical order, so a re-run numbers ids the same."""
     # One partition for the numbering: ids are people or products (millions at most), not interactions.
@@ -442,16 +450,20 @@ class ModelSearch:
 def search_params(train: DataFrame, split: TimeSplit, people: DataFrame, catalogue: DataFrame, bought: DataFrame,
                   grid: Sequence[AlsParams], n: int, seed: int, max_iter: int, checkpoint_dir: str,
                   checkpoint_interval: int = 5, new_product_slots: int = 0,
-                  cold_start_fallback: str = COLD_START_AUTO) -> ModelSearch:
+                  cold_start_fallback: str = COLD_START_AUTO, max_judged_people: int | None = None) -> ModelSearch:
     """Fit each of ``grid`` on ``train`` (interactions up to ``split.train_as_of``), recommend to the people with
     held-out purchases, and choose the parameters with the best NDCG@n (ties: first in the grid). The cold-start
     fallback is chosen first (``choose_cold_start_fallback`` of ``cold_start_fallback``, by the NDCG@n of each
     fallback for the judged people without interactions before the hold-out), and the grid's lists use it. The
     popularity baseline is measured on the same people; every metric also for the judged people with interactions
-    before the hold-out (``warm_``) and without (``cold_``). Without any held-out purchase, or without any
+    before the hold-out (``warm_``) and without (``cold_``). With ``max_judged_people``, only that many of the people
+    with held-out purchases are judged (``held_out_sample``). Without any held-out purchase, or without any
     interaction before the hold-out (data shorter than the hold-out), nothing is fitted or measured."""
     bought = bought.cache()
-    evaluated = split.held_out.join(people, "person_id", "left_semi").cache()
+    evaluated = split.held_out.join(people, "person_id", "left_semi")
+    if max_judged_people is not None:
+        evaluated = held_out_sample(evaluated, max_judged_people, seed)
+    evaluated = evaluated.cache()
     if evaluated.isEmpty() or train.isEmpty():
         # Nobody bought anything new in the hold-out days, or nothing happened before them: nothing to judge the
         # grid or the fallbacks on, so the grid's first point and the preferred fallback are used unmeasured.

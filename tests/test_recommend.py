@@ -19,15 +19,17 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lib import io, recommend
-from lib.config import RecommendationSettings
+from lib.config import ConfigError, RecommendationSettings
 from lib.generate import GeneratorSettings, generate
 from lib.pipeline import run_pipeline
 from tests.conftest import make_config
 
 # Enough people and days for about 140 people to make first purchases in the hold-out week.
 DATA = GeneratorSettings(customers=400, days=40, seed=11, products=100)
-# Two parameter sets keep the search honest (it must pick the better) and the job cheap.
-SETTINGS = RecommendationSettings(ranks=(10,), reg_params=(0.1,), alphas=(1.0, 10.0))
+# Two parameter sets keep the search honest (it must pick the better) and the job cheap; 100 of the about 140
+# people with held-out purchases are judged.
+JUDGED = 100
+SETTINGS = RecommendationSettings(ranks=(10,), reg_params=(0.1,), alphas=(1.0, 10.0), max_judged_people=JUDGED)
 # Two people with no history: one in a segment whose members have interactions, one alone in a new segment.
 COLD_IN_SEGMENT, COLD_ALONE = "c-cold-in-segment", "c-cold-alone"
 LONE_SEGMENT = 99
@@ -113,7 +115,7 @@ def test_recommendations_on_generated_tastes(spark, recommended):
     # two groups are the judged people, and the cold ones' lists are the chosen fallback's.
     for model_name in ("als", "popularity"):
         groups = {group: metrics[f"{model_name}_{group}_people_evaluated"] for group in ("warm", "cold")}
-        assert sum(groups.values()) == metrics[f"{model_name}_people_evaluated"] > 0, dict(metrics)
+        assert sum(groups.values()) == metrics[f"{model_name}_people_evaluated"] == JUDGED, dict(metrics)
         for group, people in groups.items():
             assert all((f"{model_name}_{group}_{name}" in metrics) == (people > 0)
                        for name in recommend.RANKING_METRICS), dict(metrics)
@@ -269,6 +271,20 @@ def test_the_hold_out_chooses_popular_only_when_the_segment_fallback_does_worse(
     assert [(row["product_id"], row["reason"]) for row in served] == [
         (held_out_product, recommend.REASON_SEGMENT if chosen == recommend.COLD_START_SEGMENT
          else recommend.REASON_POPULAR)]
+
+
+def test_the_hold_out_sample_keeps_every_row_of_at_most_n_people_the_same_ones_in_any_input_order(spark):
+    rows = [(f"P{person:02d}", product) for person in range(50) for product in "ab"]
+    held_out = spark.createDataFrame(rows, "person_id string, product_id string")
+    sample = recommend.held_out_sample(held_out, 10, seed=42).collect()
+    people = {row["person_id"] for row in sample}
+    assert len(people) == 10 and len(sample) == 20
+    reordered = spark.createDataFrame(rows[::-1], "person_id string, product_id string").repartition(3)
+    assert {row["person_id"] for row in recommend.held_out_sample(reordered, 10, seed=42).collect()} == people
+    assert {row["person_id"] for row in recommend.held_out_sample(held_out, 10, seed=7).collect()} != people
+    assert recommend.held_out_sample(held_out, 50, seed=42).count() == 100
+    with pytest.raises(ConfigError, match="max_judged_people"):
+        RecommendationSettings(max_judged_people=0)
 
 
 def test_warm_and_cold_people_are_measured_apart_and_add_up_to_the_judged(spark):
