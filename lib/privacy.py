@@ -114,7 +114,8 @@ def erased_identifiers(customers_named: DataFrame, requests: DataFrame, identity
 # What a column's values are compared with: the identity map's nodes, a raw record's quoted strings, or else the
 # identifier kind the column's name ends with.
 IDENTITY_NODE, RECORD_TEXT = "identifier", "value"
-_BLANKS_AROUND_QUOTES = r'\s*"\s*'
+# What Java's regex \s matches: the blanks trimmed from a record's strings.
+_BLANKS = " \t\n\u000b\f\r"
 
 
 def _column_tag(name: str) -> str | None:
@@ -166,10 +167,12 @@ def person_rows(schema: StructType, identifiers: Mapping[str, set[str]]) -> Colu
 
 def _record_strings(value: Column) -> Column:
     """The record's quoted strings, trimmed and lower-cased: the text between every two consecutive quotes, so a
-    record missing a quote somewhere (cut short, hand-edited) still shows the strings after it. Blanks next to a
-    quote are removed from the whole record at once, which trims every piece between two quotes."""
-    pieces = F.split(F.regexp_replace(F.lower(value), _BLANKS_AROUND_QUOTES, '"'), '"')
-    return F.slice(pieces, 2, F.greatest(F.size(pieces) - 2, F.lit(0)))
+    record missing a quote somewhere (cut short, hand-edited) still shows the strings after it. The split is on the
+    quote alone, which Java does without a regex: removing the blanks next to quotes by a regex first made the scan
+    of bronze.events at M take 59 s instead of 39 s."""
+    pieces = F.split(F.lower(value), '"')
+    return F.transform(F.slice(pieces, 2, F.greatest(F.size(pieces) - 2, F.lit(0))),
+                       lambda piece: F.trim(piece, F.lit(_BLANKS)))
 
 
 # Spark counts a lambda's parameters, defaults included, so the values a lambda needs are bound by a closure.
