@@ -30,10 +30,9 @@ from rich.table import Table
 
 from lib import io
 from lib.config import Config, load_config
-from lib.spark import spark_session
+from lib.spark import AUTO_COMPACT, spark_session
 
 EVENTS, RUN_LOG = "silver.events", "ops.job_runs"
-AUTO_COMPACT = "spark.databricks.delta.autoCompact.enabled"
 
 
 def day_of_events(spark: SparkSession, day: int, rows: int) -> DataFrame:

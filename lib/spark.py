@@ -16,6 +16,9 @@ from lib.config import Config
 # died of it on a 6 GB driver. More retries is the known mitigation; JDKs without the flag ignore it.
 JVM_OPTIONS = "-XX:+IgnoreUnrecognizedVMOptions -XX:+UnlockDiagnosticVMOptions -XX:GCLockerRetryAllocationCount=100"
 SCAN_TASKS_PER_CORE = 4
+# Delta's auto compaction (config.spark.auto_compact) and its minimum number of small files.
+AUTO_COMPACT, AUTO_COMPACT_MIN_FILES = ("spark.databricks.delta.autoCompact.enabled",
+                                        "spark.databricks.delta.autoCompact.minNumFiles")
 MIN_SCAN_TASK_BYTES, MAX_SCAN_TASK_BYTES = 32 * 2**20, 128 * 2**20
 
 
@@ -59,7 +62,7 @@ def spark_session(config: Config) -> SparkSession:
         .config("spark.driver.extraJavaOptions", JVM_OPTIONS)
         .config("spark.executor.extraJavaOptions", JVM_OPTIONS)
         .config("spark.sql.codegen.cache.maxEntries", str(config.spark.codegen_cache_entries))
-        .config("spark.databricks.delta.autoCompact.enabled", str(config.spark.auto_compact).lower())
+        .config(AUTO_COMPACT, str(config.spark.auto_compact).lower())
         # Small local tables: many tiny files cost more than they parallelise.
         .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "2")

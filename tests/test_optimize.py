@@ -9,17 +9,16 @@ from typer.testing import CliRunner
 
 from lib import io
 from lib.cli import app
+from lib.spark import AUTO_COMPACT, AUTO_COMPACT_MIN_FILES
 from tests.conftest import make_config
-
-AUTO_COMPACT = "spark.databricks.delta.autoCompact"
 
 
 @contextlib.contextmanager
 def _auto_compaction(spark, enabled: bool, min_files: int | None = None):
     """Auto compaction on or off; with ``min_files``, compacting from that many small files."""
-    settings = {f"{AUTO_COMPACT}.enabled": str(enabled).lower()}
+    settings = {AUTO_COMPACT: str(enabled).lower()}
     if min_files is not None:
-        settings[f"{AUTO_COMPACT}.minNumFiles"] = str(min_files)
+        settings[AUTO_COMPACT_MIN_FILES] = str(min_files)
     previous = {key: spark.conf.get(key, None) for key in settings}
     for key, value in settings.items():
         spark.conf.set(key, value)
