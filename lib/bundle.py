@@ -1,8 +1,9 @@
-"""A Databricks Asset Bundle (databricks.yml) for the job graph: one multi-task job, one task per job in PIPELINE.
+"""A Databricks Asset Bundle (databricks.yml) for the job graph: one multi-task job, one task per job in PIPELINE,
+and a maintenance job that compacts the lakehouse's small files (`dmp optimize`) on a schedule of its own.
 
 `dmp bundle` writes it at the checkout root; `databricks bundle deploy` then syncs the checkout (lib/, jobs/,
-schemas/, expectations/) to the workspace and creates the job. Each task runs `jobs/<job>.py` on a shared job
-cluster whose environment carries the DMP_* config, like spark-submit.sh does. Nothing here talks to Databricks;
+schemas/, expectations/) to the workspace and creates the jobs. Each task runs `jobs/<job>.py` on a job cluster
+whose environment carries the DMP_* config, like spark-submit.sh does. Nothing here talks to Databricks;
 ``validate_job`` checks the job against the Databricks SDK's own model before anything is written.
 """
 
@@ -21,6 +22,7 @@ from lib import PROJECT_ROOT
 from lib.jobs import PIPELINE, Job
 
 JOB_KEY = "dmp_pipeline"
+MAINTENANCE_JOB_KEY = "dmp_maintenance"
 CLUSTER_KEY = "dmp"
 # Databricks Runtime already has these (pyspark and delta-spark are the runtime itself); installing them from PyPI
 # on a cluster would replace its Spark. great-expectations' [spark] extra would pull pyspark, so it is dropped too.
@@ -38,6 +40,9 @@ class BundleSettings:
     landing_root: str = "dbfs:/dmp/landing"
     lakehouse_root: str = "dbfs:/dmp/lakehouse"
     cron: str = "0 0 2 * * ?"  # Quartz: sec min hour day-of-month month day-of-week; daily at 02:00
+    # `dmp optimize` of every table: weekly, Sundays at 05:00, after the night's pipeline run. Should the two
+    # overlap, Delta's conflict checks and the bounded retries of lib.io keep each table consistent.
+    maintenance_cron: str = "0 0 5 ? * SUN"
     timezone: str = "UTC"
     spark_version: str = "17.3.x-scala2.13"  # an LTS runtime with Spark 4 and Scala 2.13, as pinned locally
     node_type_id: str = "i3.xlarge"
@@ -59,8 +64,24 @@ def task_packages(pyproject: Path = PROJECT_ROOT / "pyproject.toml") -> list[str
     return packages
 
 
-def pipeline_job(settings: BundleSettings = BundleSettings(), jobs: Mapping[str, Job] = PIPELINE) -> dict:
-    """The multi-task job as Jobs API settings: what goes under resources.jobs.<key> in databricks.yml."""
+def _task(key: str, description: str, python_file: str, settings: BundleSettings) -> dict[str, Any]:
+    return {
+        "task_key": key,
+        "description": description,
+        "job_cluster_key": CLUSTER_KEY,
+        "spark_python_task": {
+            "python_file": python_file,
+            # The entry point turns DMP_<SETTING>=value arguments into config, so a run can override them.
+            "parameters": ["DMP_LANDING_ROOT={{job.parameters.landing_root}}",
+                           "DMP_LAKEHOUSE_ROOT={{job.parameters.lakehouse_root}}"],
+        },
+        "libraries": [{"pypi": {"package": package}} for package in task_packages()],
+        "max_retries": settings.max_retries,
+        "min_retry_interval_millis": settings.min_retry_interval_millis,
+    }
+
+
+def _job(name: str, tasks: list[dict[str, Any]], cron: str, settings: BundleSettings) -> dict[str, Any]:
     env = {
         # The bundle's files are synced under workspace.file_path; /Workspace is where clusters mount them.
         "DMP_HOME": "/Workspace${workspace.file_path}",
@@ -69,27 +90,8 @@ def pipeline_job(settings: BundleSettings = BundleSettings(), jobs: Mapping[str,
     }
     if settings.salt_secret:
         env["DMP_PII_SALT"] = f"{{{{secrets/{settings.salt_secret}}}}}"
-    packages = task_packages()
-    tasks = []
-    for job in jobs.values():
-        task: dict[str, Any] = {"task_key": job.name, "description": job.description}
-        if job.depends_on:
-            task["depends_on"] = [{"task_key": upstream} for upstream in job.depends_on]
-        task |= {
-            "job_cluster_key": CLUSTER_KEY,
-            "spark_python_task": {
-                "python_file": f"jobs/{job.name}.py",
-                # The entry point turns DMP_<SETTING>=value arguments into config, so a run can override them.
-                "parameters": ["DMP_LANDING_ROOT={{job.parameters.landing_root}}",
-                               "DMP_LAKEHOUSE_ROOT={{job.parameters.lakehouse_root}}"],
-            },
-            "libraries": [{"pypi": {"package": package}} for package in packages],
-            "max_retries": settings.max_retries,
-            "min_retry_interval_millis": settings.min_retry_interval_millis,
-        }
-        tasks.append(task)
     job_settings: dict[str, Any] = {
-        "name": f"{settings.name} pipeline",
+        "name": f"{settings.name} {name}",
         # Streaming checkpoints and MERGEs assume one run at a time; a run started meanwhile waits in the queue.
         "max_concurrent_runs": 1,
         "queue": {"enabled": True},
@@ -101,8 +103,7 @@ def pipeline_job(settings: BundleSettings = BundleSettings(), jobs: Mapping[str,
                             "num_workers": settings.num_workers, "spark_env_vars": env},
         }],
         "tasks": tasks,
-        "schedule": {"quartz_cron_expression": settings.cron, "timezone_id": settings.timezone,
-                     "pause_status": "UNPAUSED"},
+        "schedule": {"quartz_cron_expression": cron, "timezone_id": settings.timezone, "pause_status": "UNPAUSED"},
     }
     if settings.emails:
         job_settings["email_notifications"] = {"on_failure": list(settings.emails)}
@@ -111,13 +112,32 @@ def pipeline_job(settings: BundleSettings = BundleSettings(), jobs: Mapping[str,
     return job_settings
 
 
+def pipeline_job(settings: BundleSettings = BundleSettings(), jobs: Mapping[str, Job] = PIPELINE) -> dict:
+    """The multi-task job as Jobs API settings: what goes under resources.jobs.<key> in databricks.yml."""
+    tasks = []
+    for job in jobs.values():
+        task = _task(job.name, job.description, f"jobs/{job.name}.py", settings)
+        if job.depends_on:
+            task["depends_on"] = [{"task_key": upstream} for upstream in job.depends_on]
+        tasks.append(task)
+    return _job("pipeline", tasks, settings.cron, settings)
+
+
+def maintenance_job(settings: BundleSettings = BundleSettings()) -> dict:
+    """Table maintenance as Jobs API settings: `dmp optimize` of every table (jobs/optimize.py) on its own
+    schedule, so the small files of daily writes are compacted without slowing the pipeline's own writes."""
+    task = _task("optimize", "Compact every table's small files (Delta OPTIMIZE); no rows change.",
+                 "jobs/optimize.py", settings)
+    return _job("maintenance", [task], settings.maintenance_cron, settings)
+
+
 def bundle(settings: BundleSettings = BundleSettings(), jobs: Mapping[str, Job] = PIPELINE) -> dict:
-    """The whole databricks.yml: the bundle, a dev and a prod target, and the pipeline job."""
+    """The whole databricks.yml: the bundle, a dev and a prod target, the pipeline and the maintenance job."""
     return {
         "bundle": {"name": settings.name},
         # development mode prefixes names with the user and pauses schedules, so only prod runs on the cron.
         "targets": {"dev": {"mode": "development", "default": True}, "prod": {"mode": "production"}},
-        "resources": {"jobs": {JOB_KEY: pipeline_job(settings, jobs)}},
+        "resources": {"jobs": {JOB_KEY: pipeline_job(settings, jobs), MAINTENANCE_JOB_KEY: maintenance_job(settings)}},
     }
 
 
@@ -239,7 +259,8 @@ def _quartz_field_ok(value: str, name: str, low: int, high: int, names: list[str
 def write_bundle(path: Path, settings: BundleSettings = BundleSettings()) -> dict:
     """Validate, then write databricks.yml to ``path``; returns what was written."""
     content = bundle(settings)
-    validate_job(content["resources"]["jobs"][JOB_KEY])
+    for job in content["resources"]["jobs"].values():
+        validate_job(job)
     header = ("# Generated by `dmp bundle` from the job graph in lib/jobs.py; regenerate rather than edit.\n"
               "# Deploy from the checkout root: databricks bundle deploy -t prod\n")
     path.write_text(header + yaml.safe_dump(content, sort_keys=False, width=120))

@@ -295,6 +295,8 @@ def bundle(
     out: Annotated[Path, typer.Option(help="Where to write it; deploy from the checkout root.")] = Path(
         "databricks.yml"),
     cron: Annotated[str, typer.Option(help="Quartz cron (sec min hour day month weekday [year]).")] = "0 0 2 * * ?",
+    maintenance_cron: Annotated[str, typer.Option(
+        help="Quartz cron of the maintenance job (`dmp optimize` of every table).")] = "0 0 5 ? * SUN",
     timezone: Annotated[str, typer.Option(help="Time zone of the schedule.")] = "UTC",
     lakehouse_root: Annotated[str, typer.Option(help="DMP_LAKEHOUSE_ROOT on Databricks.")] = "dbfs:/dmp/lakehouse",
     landing_root: Annotated[str, typer.Option(help="DMP_LANDING_ROOT on Databricks.")] = "dbfs:/dmp/landing",
@@ -309,11 +311,13 @@ def bundle(
         Optional[str], typer.Option(help="<scope>/<key> of the PII hashing salt in a Databricks secret scope.")
     ] = None,
 ) -> None:
-    """Write a Databricks Asset Bundle (databricks.yml) running the job graph as one scheduled multi-task job."""
-    from lib.bundle import BundleError, BundleSettings, write_bundle
+    """Write a Databricks Asset Bundle (databricks.yml) running the job graph as one scheduled multi-task job, and
+    `dmp optimize` as a maintenance job on a schedule of its own (weekly by default)."""
+    from lib.bundle import JOB_KEY, MAINTENANCE_JOB_KEY, BundleError, BundleSettings, write_bundle
 
     settings = BundleSettings(
-        cron=cron, timezone=timezone, lakehouse_root=lakehouse_root, landing_root=landing_root,
+        cron=cron, maintenance_cron=maintenance_cron, timezone=timezone, lakehouse_root=lakehouse_root,
+        landing_root=landing_root,
         emails=tuple(email or ()), webhook_ids=tuple(webhook_id or ()), spark_version=spark_version,
         node_type_id=node_type_id, num_workers=num_workers, salt_secret=salt_secret,
     )
@@ -322,8 +326,9 @@ def bundle(
     except BundleError as error:
         console.print(f"[red]bundle not written:[/red] {escape(str(error))}")
         raise typer.Exit(2) from error
-    tasks = content["resources"]["jobs"]["dmp_pipeline"]["tasks"]
-    console.print(f"wrote {out}: job dmp_pipeline with {len(tasks)} tasks, schedule '{cron}' ({timezone})")
+    tasks = content["resources"]["jobs"][JOB_KEY]["tasks"]
+    console.print(f"wrote {out}: job {JOB_KEY} with {len(tasks)} tasks, schedule '{cron}'; job {MAINTENANCE_JOB_KEY} "
+                  f"(dmp optimize), schedule '{maintenance_cron}' ({timezone})")
 
 
 @app.command("status")

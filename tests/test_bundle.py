@@ -14,7 +14,16 @@ import yaml
 from databricks.sdk.service.jobs import JobSettings
 from typer.testing import CliRunner
 
-from lib.bundle import JOB_KEY, BundleError, BundleSettings, check_quartz_cron, pipeline_job, validate_job
+from lib.bundle import (
+    JOB_KEY,
+    MAINTENANCE_JOB_KEY,
+    BundleError,
+    BundleSettings,
+    check_quartz_cron,
+    maintenance_job,
+    pipeline_job,
+    validate_job,
+)
 from lib.cli import app
 from lib.jobs import PIPELINE
 
@@ -49,6 +58,17 @@ def test_job_carries_schedule_retries_notifications_and_config():
     assert env == {"DMP_HOME": "/Workspace${workspace.file_path}", "DMP_LANDING_ROOT": "dbfs:/dmp/landing",
                    "DMP_LAKEHOUSE_ROOT": "dbfs:/dmp/lakehouse", "DMP_PII_SALT": "{{secrets/dmp/pii_salt}}"}
     assert [p["name"] for p in job["parameters"]] == ["landing_root", "lakehouse_root"]
+
+
+def test_maintenance_job_optimizes_every_table_weekly_on_the_pipelines_cluster_and_config():
+    job, pipeline = maintenance_job(SETTINGS), pipeline_job(SETTINGS)
+    validate_job(job)
+    [task] = job["tasks"]
+    assert task["spark_python_task"] == {**pipeline["tasks"][0]["spark_python_task"], "python_file": "jobs/optimize.py"}
+    assert 'app(["optimize"' in (ROOT / "jobs" / "optimize.py").read_text()
+    assert job["schedule"]["quartz_cron_expression"] == "0 0 5 ? * SUN"
+    same = ("job_clusters", "parameters", "email_notifications", "webhook_notifications", "max_concurrent_runs")
+    assert {key: job[key] for key in same} == {key: pipeline[key] for key in same}
 
 
 def test_tasks_install_the_pinned_dependencies_but_never_spark_itself():
@@ -124,24 +144,29 @@ def test_invalid_quartz_cron_expressions_fail(cron, reason):
 def test_dmp_bundle_writes_the_validated_job_as_yaml(tmp_path):
     out = tmp_path / "databricks.yml"
     result = CliRunner().invoke(app, ["bundle", "--out", str(out), "--cron", "0 30 3 * * ?", "--email",
-                                      "data-team@example.com", "--lakehouse-root", "s3a://lake/dmp"])
+                                      "data-team@example.com", "--lakehouse-root", "s3a://lake/dmp",
+                                      "--maintenance-cron", "0 0 6 ? * SAT"])
     assert result.exit_code == 0, result.output
     written = yaml.safe_load(out.read_text())
     assert written["bundle"] == {"name": "dmp"}
-    expected = BundleSettings(cron="0 30 3 * * ?", emails=("data-team@example.com",), lakehouse_root="s3a://lake/dmp")
-    assert written["resources"]["jobs"][JOB_KEY] == pipeline_job(expected)
+    expected = BundleSettings(cron="0 30 3 * * ?", emails=("data-team@example.com",), lakehouse_root="s3a://lake/dmp",
+                              maintenance_cron="0 0 6 ? * SAT")
+    assert written["resources"]["jobs"] == {JOB_KEY: pipeline_job(expected),
+                                            MAINTENANCE_JOB_KEY: maintenance_job(expected)}
 
 
-def test_dmp_bundle_refuses_an_invalid_cron_and_writes_nothing(tmp_path):
+@pytest.mark.parametrize("option", ["--cron", "--maintenance-cron"])
+def test_dmp_bundle_refuses_an_invalid_cron_and_writes_nothing(tmp_path, option):
     out = tmp_path / "databricks.yml"
-    result = CliRunner().invoke(app, ["bundle", "--out", str(out), "--cron", "0 2 * * *"])
+    result = CliRunner().invoke(app, ["bundle", "--out", str(out), option, "0 2 * * *"])
     assert result.exit_code == 2
     assert "6 or 7" in result.output and not out.exists()
 
 
-def test_entry_point_takes_dmp_settings_from_its_task_parameters(tmp_path):
+@pytest.mark.parametrize("entry_point", ["bronze.py", "optimize.py"])
+def test_entry_point_takes_dmp_settings_from_its_task_parameters(tmp_path, entry_point):
     # An invalid value fails at config loading, before Spark starts: proof the argument reached the config.
-    done = subprocess.run([sys.executable, str(ROOT / "jobs" / "bronze.py"), "DMP_SPARK__SHUFFLE_PARTITIONS=many"],
+    done = subprocess.run([sys.executable, str(ROOT / "jobs" / entry_point), "DMP_SPARK__SHUFFLE_PARTITIONS=many"],
                           cwd=tmp_path, env={k: v for k, v in os.environ.items() if not k.startswith("DMP_")},
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
