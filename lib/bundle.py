@@ -13,6 +13,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ class BundleSettings:
     salt_secret: str | None = None  # "<scope>/<key>" of the PII hashing salt in a Databricks secret scope
 
 
+@cache
 def task_packages(pyproject: Path = PROJECT_ROOT / "pyproject.toml") -> list[str]:
     """The project's pinned dependencies, minus what the Databricks Runtime provides, as pip requirements."""
     packages = []
