@@ -15,23 +15,36 @@ def visitor() -> Column:
     return F.coalesce("anonymous_id", "customer_id")
 
 
-def events_with_checks(events: DataFrame) -> DataFrame:
-    return events.withColumn("_visitor", visitor()).withColumn(
-        "_seconds_ahead_of_ingest", F.unix_timestamp("event_ts") - F.unix_timestamp("_ingested_at")
+def events_with_checks(events: DataFrame, settings: EventSettings) -> DataFrame:
+    """The columns the events gate checks, and bot user agents set aside (``_set_aside``): known from the event
+    alone, so named while the batch is typed, once; the rate (``bot_traffic``) needs the whole batch."""
+    return (
+        events.withColumn("_visitor", visitor())
+        .withColumn("_seconds_ahead_of_ingest", F.unix_timestamp("event_ts") - F.unix_timestamp("_ingested_at"))
+        .withColumn(SET_ASIDE, F.when(F.coalesce(F.col("user_agent"), F.lit("")).rlike(
+            settings.bot_user_agent_pattern), F.lit("bot_traffic:user_agent")))
     )
 
 
-def bot_traffic(events: DataFrame, settings: EventSettings) -> DataFrame:
-    """Name why an event looks automated (``_set_aside``): a bot user agent, or a visitor firing more events in
-    one minute than a person can; null for everything else."""
-    per_minute = Window.partitionBy("_visitor", F.date_trunc("minute", "event_ts"))
-    rate = F.count(F.lit(1)).over(per_minute)
-    return events.withColumn(
-        SET_ASIDE,
-        F.when(F.coalesce(F.col("user_agent"), F.lit("")).rlike(settings.bot_user_agent_pattern),
-               F.lit("bot_traffic:user_agent"))
-        .when(F.col("_visitor").isNotNull() & (rate > settings.bot_max_events_per_minute), F.lit("bot_traffic:rate")),
-    )
+def busy_visitor_minutes(events: DataFrame, settings: EventSettings) -> DataFrame:
+    """_visitor, _minute (clock minute of ``event_ts``) where a visitor fired more events than a person can: at
+    most one pair per ``bot_max_events_per_minute + 1`` events, so few enough to broadcast (``bot_traffic``)."""
+    minute = F.date_trunc("minute", "event_ts").alias("_minute")
+    return (events.filter(F.col("_visitor").isNotNull()).groupBy("_visitor", minute).count()
+            .filter(F.col("count") > settings.bot_max_events_per_minute).drop("count"))
+
+
+def bot_traffic(events: DataFrame, busy: DataFrame) -> DataFrame:
+    """``events_with_checks`` rows with the events of ``busy`` visitor-minutes (``busy_visitor_minutes`` of the
+    batch) set aside too, unless already named. The busy minutes are joined by broadcast: counting the rate with a
+    window would shuffle and sort every event by visitor and minute."""
+    busy = F.broadcast(busy.select(F.col("_visitor").alias("_busy_visitor"), F.col("_minute").alias("_busy_minute"),
+                                   F.lit(True).alias("_busy")))
+    on = ((F.col("_visitor") == F.col("_busy_visitor"))
+          & F.date_trunc("minute", "event_ts").eqNullSafe(F.col("_busy_minute")))
+    return (events.join(busy, on, "left")
+            .withColumn(SET_ASIDE, F.coalesce(SET_ASIDE, F.when(F.col("_busy"), F.lit("bot_traffic:rate"))))
+            .drop("_busy_visitor", "_busy_minute", "_busy"))
 
 
 def sessionised(events: DataFrame, gap_minutes: int) -> DataFrame:

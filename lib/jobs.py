@@ -102,8 +102,9 @@ def _publish_silver(
     Each micro-batch is gated on its own; a failed gate raises before anything is merged, so the batch is not
     committed and silver does not move. Rows: in = published + quarantined + deduplicated, where deduplicated
     counts exact re-sends, older versions in the batch and versions not newer than what silver already holds.
-    ``set_aside`` names rows to quarantine before the gate without counting against it (e.g. bot traffic); it
-    marks the whole batch before the batch is cached, so its shuffle runs once and one copy is cached.
+    ``set_aside`` names rows to quarantine before the gate without counting against it (``_set_aside``, e.g. bot
+    traffic; ``with_checks`` may name some already). It marks the cached batch anew for every count and filter that
+    follows, so it should be cheap: bot traffic materialises its few busy visitor-minutes once and broadcasts them.
     A source that has no landing folder publishes its silver table empty (``no_landing_data``), so the jobs
     downstream read it like any other. With ``ctx.replay_rows`` (a quarantine replay) those rows are the one batch.
     """
@@ -121,8 +122,6 @@ def _publish_silver(
         checked = with_checks(silver.typed_records(batch, schema))
         if suppression is not None:
             checked = privacy.with_erased_flag(checked, suppression, pii_key(ctx.config))
-        if set_aside is not None:
-            checked = set_aside(checked)
         checked = checked.cache()
         counts = checked.agg(
             F.count(F.lit(1)).alias("rows"),
@@ -131,7 +130,7 @@ def _publish_silver(
         ).first()
         accounting.add(rows_in=counts["rows"], records_with_new_columns=counts["records_with_new_columns"],
                        records_missing_columns=counts["records_missing_columns"])
-        candidates = checked
+        candidates = set_aside(checked) if set_aside is not None else checked
         if suppression is not None:
             # A person erased earlier, sent again by a source (a full CRM export, a late event), stays erased: not
             # published, and deleted from bronze (by record id: the commit names no identifier).
@@ -140,7 +139,7 @@ def _publish_silver(
                 io.delete_matching(ctx.spark, ctx.config, bronze_table, erased, ["_record_id"])
                 _audit_erased_on_arrival(ctx, bronze_table, batch_id, erased_count)
             accounting.add(erased=erased_count)
-            candidates = checked.filter(~F.col("_erased")).drop("_erased")
+            candidates = candidates.filter(~F.col("_erased")).drop("_erased")
         if set_aside is not None:
             aside = candidates.filter(F.col(SET_ASIDE).isNotNull())
             aside_count = aside.count()
@@ -250,8 +249,13 @@ def silver_events(ctx: JobContext) -> None:
         # Published = new events; rows of this batch already in silver are duplicates of what was published.
         return MergeCounts(source=rows.count(), changed=inserted)
 
-    _publish_silver(ctx, "events", events.events_with_checks, publish,
-                    set_aside=lambda checked: events.bot_traffic(checked, settings))
+    def bots_set_aside(checked: DataFrame) -> DataFrame:
+        # Materialised once: each count and filter of the batch joins it again.
+        busy = events.busy_visitor_minutes(checked, settings).localCheckpoint()
+        return events.bot_traffic(checked, busy)
+
+    _publish_silver(ctx, "events", lambda typed: events.events_with_checks(typed, settings), publish,
+                    set_aside=bots_set_aside)
 
 
 def silver_identity(ctx: JobContext) -> None:
