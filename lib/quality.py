@@ -17,7 +17,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, reduce
 
 import great_expectations as gx
 from great_expectations.core import ExpectationSuite
@@ -148,11 +148,14 @@ def validate(df: DataFrame, table: str, id_columns: list[str], max_error_ratio: 
     )
     outcomes = tuple(_outcome(r) for r in result.results)
     routed = [o for o in outcomes if o.routes_rows]
-    flagged = df.withColumn(FAILED_RULES, _failed_rules(routed))
-    counts = flagged.agg(
+    # Passed rows, the bulk, are told apart by plain predicates; only failed rows get the list of their rules
+    # (an array built per row and compacted by a lambda, which Spark evaluates without generated code).
+    failing = {o.rule: F.coalesce(F.expr(o.failing_rows), F.lit(False)) for o in routed}
+    any_failing = reduce(Column.__or__, failing.values(), F.lit(False))
+    counts = df.agg(
         F.count(F.lit(1)).alias("rows"),
-        F.sum((F.size(FAILED_RULES) > 0).cast("long")).alias("failed"),
-        *[F.sum(F.array_contains(FAILED_RULES, o.rule).cast("long")).alias(o.rule) for o in routed],
+        F.count_if(any_failing).alias("failed"),
+        *[F.count_if(predicate).alias(rule) for rule, predicate in failing.items()],
     ).first()
     for o in routed:
         if counts[o.rule] != o.unexpected_count:
@@ -160,23 +163,17 @@ def validate(df: DataFrame, table: str, id_columns: list[str], max_error_ratio: 
                 f"gate {table}: rule {o.rule} routed {counts[o.rule]} rows but GX counted {o.unexpected_count}; "
                 f"refusing to publish with rows unaccounted for (filter: {o.failing_rows})"
             )
+    failed_rules = (F.array_compact(F.array(*[F.when(predicate, F.lit(rule)) for rule, predicate in failing.items()]))
+                    if failing else F.array()).cast("array<string>")
     return GateResult(
         table=table,
         outcomes=outcomes,
         rows_checked=counts["rows"],
-        rows_failed=counts["failed"] or 0,
+        rows_failed=counts["failed"],
         max_error_ratio=max_error_ratio,
-        passed_rows=flagged.filter(F.size(FAILED_RULES) == 0).drop(FAILED_RULES),
-        failed_rows=flagged.filter(F.size(FAILED_RULES) > 0),
+        passed_rows=df.filter(~any_failing),
+        failed_rows=df.filter(any_failing).withColumn(FAILED_RULES, failed_rules),
     )
-
-
-def _failed_rules(outcomes: list[ExpectationOutcome]) -> Column:
-    if not outcomes:
-        return F.array().cast("array<string>")
-    # A null predicate (e.g. a comparison on a null column) means "not selected by GX's filter".
-    flags = [F.when(F.coalesce(F.expr(o.failing_rows), F.lit(False)), F.lit(o.rule)) for o in outcomes]
-    return F.array_compact(F.array(*flags))
 
 
 def _outcome(result) -> ExpectationOutcome:
