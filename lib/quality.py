@@ -149,7 +149,8 @@ def validate(df: DataFrame, table: str, id_columns: list[str], max_error_ratio: 
     outcomes = tuple(_outcome(r) for r in result.results)
     routed = [o for o in outcomes if o.routes_rows]
     # Passed rows, the bulk, are told apart by plain predicates; only failed rows get the list of their rules
-    # (an array built per row and compacted by a lambda, which Spark evaluates without generated code).
+    # (an array built per row and compacted by a lambda, which Spark evaluates without generated code). A null
+    # predicate (e.g. a comparison on a null column) means "not selected by GX's filter".
     failing = {o.rule: F.coalesce(F.expr(o.failing_rows), F.lit(False)) for o in routed}
     any_failing = reduce(Column.__or__, failing.values(), F.lit(False))
     counts = df.agg(
