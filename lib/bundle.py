@@ -56,14 +56,15 @@ class BundleSettings:
 
 
 @cache
-def task_packages(pyproject: Path = PROJECT_ROOT / "pyproject.toml") -> list[str]:
-    """The project's pinned dependencies, minus what the Databricks Runtime provides, as pip requirements."""
+def task_packages(pyproject: Path = PROJECT_ROOT / "pyproject.toml") -> tuple[str, ...]:
+    """The project's pinned dependencies, minus what the Databricks Runtime provides, as pip requirements (a tuple:
+    the answer is cached and shared by every caller)."""
     packages = []
     for requirement in tomllib.loads(pyproject.read_text())["project"]["dependencies"]:
         name = re.match(r"[A-Za-z0-9_.-]+", requirement).group(0)
         if name.lower() not in NOT_FOR_CLUSTERS:
             packages.append(re.sub(r"\[.*?\]", "", requirement))
-    return packages
+    return tuple(packages)
 
 
 def _task(key: str, description: str, python_file: str, settings: BundleSettings) -> dict[str, Any]:
