@@ -26,11 +26,14 @@ def events_with_checks(events: DataFrame, settings: EventSettings) -> DataFrame:
     )
 
 
+def _clock_minute() -> Column:
+    return F.date_trunc("minute", "event_ts")
+
+
 def busy_visitor_minutes(events: DataFrame, settings: EventSettings) -> DataFrame:
     """_visitor, _minute (clock minute of ``event_ts``) where a visitor fired more events than a person can: at
     most one pair per ``bot_max_events_per_minute + 1`` events, so few enough to broadcast (``bot_traffic``)."""
-    minute = F.date_trunc("minute", "event_ts").alias("_minute")
-    return (events.filter(F.col("_visitor").isNotNull()).groupBy("_visitor", minute).count()
+    return (events.filter(F.col("_visitor").isNotNull()).groupBy("_visitor", _clock_minute().alias("_minute")).count()
             .filter(F.col("count") > settings.bot_max_events_per_minute).drop("count"))
 
 
@@ -41,7 +44,7 @@ def bot_traffic(events: DataFrame, busy: DataFrame) -> DataFrame:
     busy = F.broadcast(busy.select(F.col("_visitor").alias("_busy_visitor"), F.col("_minute").alias("_busy_minute"),
                                    F.lit(True).alias("_busy")))
     on = ((F.col("_visitor") == F.col("_busy_visitor"))
-          & F.date_trunc("minute", "event_ts").eqNullSafe(F.col("_busy_minute")))
+          & _clock_minute().eqNullSafe(F.col("_busy_minute")))
     return (events.join(busy, on, "left")
             .withColumn(SET_ASIDE, F.coalesce(SET_ASIDE, F.when(F.col("_busy"), F.lit("bot_traffic:rate"))))
             .drop("_busy_visitor", "_busy_minute", "_busy"))
