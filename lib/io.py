@@ -169,12 +169,18 @@ def retry_conflicts(config: Config, table: str, commit: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def append(df: DataFrame, config: Config, table: str, txn: tuple[str, int] | None = None) -> None:
-    """Append; with ``txn=(app_id, version)`` Delta skips a version it already committed (exactly-once retries)."""
+def append(df: DataFrame, config: Config, table: str, txn: tuple[str, int] | None = None) -> bool:
+    """Append; with ``txn=(app_id, version)`` Delta skips a version it already committed (exactly-once retries).
+    Returns whether a commit was made: False when Delta skipped the write, without running ``df``."""
     writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
-    if txn is not None:
-        writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
+    if txn is None:
+        retry_conflicts(config, table, lambda: writer.save(config.table_path(table)))
+        return True
+    writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
+    spark = df.sparkSession
+    before = table_version(spark, config, table) if table_exists(spark, config, table) else None
     retry_conflicts(config, table, lambda: writer.save(config.table_path(table)))
+    return table_version(spark, config, table) != before
 
 
 def merge_upsert(

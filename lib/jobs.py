@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
 import lib.campaigns as campaigns
@@ -65,19 +65,22 @@ def bronze(ctx: JobContext) -> None:
             # The files this micro-batch read, including those that yielded no row (empty or unreadable).
             batch_files = io.stream_batch_files(landed.sparkSession, ctx.config.checkpoint_path(table), batch_id)
             batch_files = batch_files.select(same_uri_as_metadata("path").alias("_source_file"), "bytes", "intact")
-            records = bronze_records(landed, source, batch_id, batch_files).cache()
-            counts = records.agg(
-                F.count(F.lit(1)).alias("rows"),
-                F.count("_parse_error").alias("malformed"),
-                F.countDistinct("_source_file").alias("files"),
-            ).first()
+            records = bronze_records(landed, source, batch_id, batch_files)
+            # Counted while the batch is written, not from a cache of it: caching the raw text of a batch of
+            # events took longer than writing it.
+            observed = Observation(f"{table} batch {batch_id}")
+            counts = [F.count(F.lit(1)).alias("rows"), F.count("_parse_error").alias("malformed"),
+                      F.size(F.collect_set("_source_file")).alias("files")]
             # The streaming query id is stable for a checkpoint, so a retried batch is skipped by Delta.
             query_id = landed.sparkSession.sparkContext.getLocalProperty("sql.streaming.queryId")
-            io.append(records, ctx.config, table, txn=(query_id, batch_id))
-            records.unpersist()
+            if io.append(records.observe(observed, *counts), ctx.config, table, txn=(query_id, batch_id)):
+                counted = observed.get
+            else:
+                # Committed by a run cut off before its checkpoint: not written again, so counted on its own.
+                counted = records.agg(*counts).first().asDict()
             # Empty files (0 bytes, a CSV header alone) leave no row; counted so they are not invisible.
-            accounting.add(rows_in=counts["rows"], published=counts["rows"], malformed=counts["malformed"],
-                           files=counts["files"], files_without_records=batch_files.count() - counts["files"])
+            accounting.add(rows_in=counted["rows"], published=counted["rows"], malformed=counted["malformed"],
+                           files=counted["files"], files_without_records=batch_files.count() - counted["files"])
 
         if not io.path_exists(ctx.spark, _landing_folder(ctx, source)):
             accounting.add(missing_landing_folder=1)
