@@ -191,6 +191,7 @@ def merge_upsert(
     keys: Sequence[str],
     newer_than: str | None = None,
     delete_missing: bool | Column = False,
+    unique_keys: bool = False,
 ) -> dict[str, int]:
     """MERGE ``df`` into ``table`` on ``keys``; creates the table on first use. Returns Delta's operation metrics.
 
@@ -199,9 +200,18 @@ def merge_upsert(
     re-run on the same input commits no row changes. ``delete_missing`` removes target rows absent from ``df``
     (for tables recomputed whole, such as gold aggregates); a Column condition on the target (alias ``t``)
     removes only the absent rows it selects (for a recomputed part, such as some days of a gold aggregate).
+    ``unique_keys``: the caller's rows are one per key by construction, so the pass that checks it is skipped and
+    ``df`` is read by the write alone (it then needs no cache).
     """
-    # One pass counts the source and its rows per key. Counted before the MERGE: afterwards the source's lineage
-    # may no longer evaluate (a re-run's recommendations crashed when counted after a MERGE that changed nothing).
+    source_rows = None if unique_keys else _rows_with_unique_keys(df, table, keys)
+    return retry_conflicts(config, table, lambda: _merge(spark, df, source_rows, config, table, keys, newer_than,
+                                                         delete_missing))
+
+
+def _rows_with_unique_keys(df: DataFrame, table: str, keys: Sequence[str]) -> int:
+    """The rows of ``df``, in one pass that also raises MergeKeyCollision when several share a key. Counted before
+    the MERGE: afterwards the source's lineage may no longer evaluate (a re-run's recommendations crashed when
+    counted after a MERGE that changed nothing)."""
     per_key = df.groupBy(*keys).count()
     totals = per_key.agg(F.sum("count").alias("rows"), F.count_if(F.col("count") > 1).alias("colliding")).first()
     if totals["colliding"]:
@@ -210,12 +220,10 @@ def merge_upsert(
         raise MergeKeyCollision(
             f"MERGE into {table}: several source rows share a key ({named}); deduplicate them before merging"
         )
-    source_rows = totals["rows"] or 0
-    return retry_conflicts(config, table, lambda: _merge(spark, df, source_rows, config, table, keys, newer_than,
-                                                         delete_missing))
+    return totals["rows"] or 0
 
 
-def _merge(spark: SparkSession, df: DataFrame, source_rows: int, config: Config, table: str, keys: Sequence[str],
+def _merge(spark: SparkSession, df: DataFrame, source_rows: int | None, config: Config, table: str, keys: Sequence[str],
            newer_than: str | None, delete_missing: bool | Column) -> dict[str, int]:
     path = config.table_path(table)
     if not table_exists(spark, config, table):
@@ -228,6 +236,9 @@ def _merge(spark: SparkSession, df: DataFrame, source_rows: int, config: Config,
             writer = writer.option("delta.enableChangeDataFeed", "true")
         try:
             writer.save(path)
+            if source_rows is None:
+                written = DeltaTable.forPath(spark, path).history(1).first()["operationMetrics"]
+                source_rows = int(written["numOutputRows"])
             return {"numSourceRows": source_rows, "numTargetRowsInserted": source_rows}
         except AnalysisException:
             if not table_exists(spark, config, table):
@@ -250,7 +261,9 @@ def _merge(spark: SparkSession, df: DataFrame, source_rows: int, config: Config,
     elif delete_missing:
         merge = merge.whenNotMatchedBySourceDelete()
     metrics = _executed(spark, config, table, target, merge)
-    return {"numSourceRows": source_rows} if metrics is None else metrics
+    if metrics is None:
+        return {} if source_rows is None else {"numSourceRows": source_rows}
+    return metrics
 
 
 def _executed(spark: SparkSession, config: Config, table: str, target: DeltaTable,

@@ -244,9 +244,10 @@ def silver_events(ctx: JobContext) -> None:
             # a later start, hence another id, for those events alone.
             neighbours = published.join(touched.distinct(), "session_id", "left_semi").drop("session_id")
             fresh = fresh.select(*neighbours.columns).unionByName(neighbours)
-        sessions = events.sessionised(fresh, settings.session_gap_minutes).select(*columns).cache()
-        metrics = io.merge_upsert(ctx.spark, sessions, ctx.config, "silver.events", schema.key)
-        sessions.unpersist()
+        # One row per event: the batch was deduplicated on event_id before the gate, and the published neighbours
+        # are other events (``fresh`` left out every published one).
+        sessions = events.sessionised(fresh, settings.session_gap_minutes).select(*columns)
+        metrics = io.merge_upsert(ctx.spark, sessions, ctx.config, "silver.events", schema.key, unique_keys=True)
         inserted, updated = metrics.get("numTargetRowsInserted", 0), metrics.get("numTargetRowsUpdated", 0)
         ctx.accounting("silver.events").add(sessions_reassigned=updated)
         # Published = new events; rows of this batch already in silver are duplicates of what was published.

@@ -105,6 +105,20 @@ def test_merge_source_with_colliding_keys_is_refused_naming_the_keys(spark, tmp_
         io.merge_upsert(spark, df, config, "silver.collide", ["order_id"])
 
 
+def test_a_source_unique_by_construction_is_merged_unchecked_and_still_counted(spark, tmp_path):
+    """``unique_keys`` skips the pass that checks and counts the source: the first write takes its count from
+    Delta's commit, a MERGE from Delta's metrics."""
+    config = make_config(tmp_path)
+    first = spark.createDataFrame([("o-1", 1), ("o-2", 2), ("o-3", 3)], "order_id string, v int")
+    assert io.merge_upsert(spark, first, config, "silver.unique", ["order_id"], unique_keys=True) == {
+        "numSourceRows": 3, "numTargetRowsInserted": 3}
+    second = spark.createDataFrame([("o-3", 30), ("o-4", 4)], "order_id string, v int")
+    metrics = io.merge_upsert(spark, second, config, "silver.unique", ["order_id"], unique_keys=True)
+    assert (metrics["numSourceRows"], metrics["numTargetRowsInserted"], metrics["numTargetRowsUpdated"]) == (2, 1, 1)
+    assert sorted(tuple(r) for r in io.read_table(spark, config, "silver.unique").collect()) == [
+        ("o-1", 1), ("o-2", 2), ("o-3", 30), ("o-4", 4)]
+
+
 def test_a_gate_caches_no_copy_of_a_frame_derived_from_the_callers_cache(spark, checked):
     # The frame silver gates validate is a filter of the cached batch (bots or erased people set aside).
     derived = checked.filter("_record_id != 'has_customer_id'")
