@@ -237,8 +237,9 @@ def _merge(spark: SparkSession, df: DataFrame, source_rows: int | None, config: 
         try:
             writer.save(path)
             if source_rows is None:
-                written = DeltaTable.forPath(spark, path).history(1).first()["operationMetrics"]
-                source_rows = int(written["numOutputRows"])
+                # Version 0 is this write; auto compaction may have committed after it.
+                written = DeltaTable.forPath(spark, path).history().filter("version = 0").first()
+                source_rows = int(written["operationMetrics"]["numOutputRows"])
             return {"numSourceRows": source_rows, "numTargetRowsInserted": source_rows}
         except AnalysisException:
             if not table_exists(spark, config, table):

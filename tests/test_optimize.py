@@ -58,6 +58,15 @@ def test_a_merge_reports_its_own_counts_when_auto_compaction_commits_after_it(sp
     assert (metrics["numSourceRows"], metrics["numTargetRowsInserted"], metrics["numTargetRowsUpdated"]) == (1, 1, 0)
 
 
+def test_a_first_write_unchecked_reports_its_rows_when_auto_compaction_commits_after_it(spark, tmp_path):
+    config = make_config(tmp_path)
+    rows = spark.createDataFrame([(f"e-{n}", n) for n in range(8)], "event_id string, value int").repartition(4)
+    with _auto_compaction(spark, enabled=True, min_files=3):
+        metrics = io.merge_upsert(spark, rows, config, "silver.events", ["event_id"], unique_keys=True)
+    assert _operations(spark, config, "silver.events")[0] == "OPTIMIZE"
+    assert metrics == {"numSourceRows": 8, "numTargetRowsInserted": 8}
+
+
 def test_dmp_optimize_compacts_and_zorders_without_changing_a_row(spark, tmp_path):
     config = make_config(tmp_path)
     with _auto_compaction(spark, enabled=False):
