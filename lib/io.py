@@ -173,14 +173,12 @@ def append(df: DataFrame, config: Config, table: str, txn: tuple[str, int] | Non
     """Append; with ``txn=(app_id, version)`` Delta skips a version it already committed (exactly-once retries).
     Returns whether a commit was made: False when Delta skipped the write, without running ``df``."""
     writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
-    if txn is None:
-        retry_conflicts(config, table, lambda: writer.save(config.table_path(table)))
-        return True
-    writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
-    spark = df.sparkSession
-    before = table_version(spark, config, table) if table_exists(spark, config, table) else None
+    if txn is not None:
+        writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
+    # Only a write with a txn can be skipped; a table not created yet has no version (None).
+    before = table_version(df.sparkSession, config, table) if txn is not None else None
     retry_conflicts(config, table, lambda: writer.save(config.table_path(table)))
-    return table_version(spark, config, table) != before
+    return txn is None or table_version(df.sparkSession, config, table) != before
 
 
 def merge_upsert(
