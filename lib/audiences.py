@@ -246,7 +246,8 @@ class _Compiler:
         if operator in ("in", "not_in"):
             if not isinstance(value, list) or not value:
                 raise self.fail(where, f"{operator} takes a non-empty list of values, got {value!r}")
-            literals = [self.literal(item, kind, where, operator) for item in value]
+            literals = [self.spark_literal(self.literal(item, kind, where, operator), self.columns[name])
+                        for item in value]
             return column.isin(literals) if operator == "in" else ~column.isin(literals)
         if operator == "between":
             if not isinstance(value, list) or len(value) != 2:
@@ -254,8 +255,18 @@ class _Compiler:
             low, high = (self.literal(item, kind, where, operator) for item in value)
             if low > high:
                 raise self.fail(where, f"between [{value[0]!r}, {value[1]!r}]: low is above high, so no one matches")
-            return column.between(F.lit(low), F.lit(high))
-        return getattr(column, _COMPARISONS[operator])(F.lit(self.literal(value, kind, where, operator)))
+            return column.between(self.spark_literal(low, self.columns[name]),
+                                  self.spark_literal(high, self.columns[name]))
+        literal = self.literal(value, kind, where, operator)
+        return getattr(column, _COMPARISONS[operator])(self.spark_literal(literal, self.columns[name]))
+
+    @staticmethod
+    def spark_literal(value: Any, data_type: T.DataType) -> Column:
+        """``value`` as a Spark literal. A timestamp without a zone is read as Spark reads the column's own text, in
+        the session's time zone: a Python datetime literal would be read in this process's local zone."""
+        if isinstance(value, dt.datetime) and value.tzinfo is None:
+            return F.lit(value.isoformat(sep=" ")).cast(data_type)
+        return F.lit(value)
 
     def literal(self, value: Any, kind: str, where: str, operator: str) -> Any:
         """``value`` as a Python value of the column's kind; AudienceError when it is not one."""

@@ -27,9 +27,15 @@ PRICE_PRIOR_LINES = 3
 LIFECYCLE_STAGES = ["prospect", "new", "active", "reactivated", "at_risk", "churned"]
 
 
+def day_start(day: dt.date) -> Column:
+    """Midnight starting ``day`` in the session's time zone, the zone ``to_date`` reads timestamps in. A Python
+    datetime literal would be read in this process's local zone instead."""
+    return F.lit(day).cast("timestamp")
+
+
 def day_end(as_of: dt.date) -> Column:
     """The first instant after ``as_of``: rows strictly before it are in the profile."""
-    return F.lit(dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())).cast("timestamp")
+    return day_start(as_of + dt.timedelta(days=1))
 
 
 def person_of(identity_map: DataFrame, identifier_type: str) -> DataFrame:
@@ -98,7 +104,7 @@ def _windowed(condition: Column, value: Column, ts: Column, as_of: dt.date, wind
     """``aggregate`` of ``value`` over each trailing window of days and over the lifetime."""
     columns = [aggregate(F.when(condition, value)).alias(f"{name}_lifetime")]
     for days in windows:
-        since = F.lit(dt.datetime.combine(as_of - dt.timedelta(days=days - 1), dt.time())).cast("timestamp")
+        since = day_start(as_of - dt.timedelta(days=days - 1))
         columns.append(aggregate(F.when(condition & (ts >= since), value)).alias(f"{name}_{days}d"))
     return columns
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,20 @@ def spark():
     session = spark_session(Config(spark=TEST_SPARK))
     yield session
     session.stop()
+
+
+@pytest.fixture
+def driver_in_another_time_zone():
+    """This Python process 5h30 ahead of the session's UTC, as a driver configured for India would be."""
+    previous = os.environ.get("TZ")
+    os.environ["TZ"] = "Asia/Kolkata"
+    time.tzset()
+    yield
+    if previous is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = previous
+    time.tzset()
 
 
 @pytest.fixture(autouse=True, scope="module")

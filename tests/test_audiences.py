@@ -7,6 +7,7 @@ import datetime as dt
 
 import pytest
 import yaml
+from pyspark.sql import functions as F
 from typer.testing import CliRunner
 
 from lib.audiences import (
@@ -77,6 +78,19 @@ def test_filters_select_the_people_they_describe(profile):
     selected = _matching(profile, [filter_ for filter_, _ in FILTER_CASES])
     for (filter_, expected), people in zip(FILTER_CASES, selected):
         assert people == expected, filter_
+
+
+def test_a_timestamp_without_a_zone_is_read_in_the_session_time_zone(spark, driver_in_another_time_zone):
+    # Purchase times as Spark reads them from the tables: in the session's zone, UTC.
+    bought = spark.createDataFrame([("before", "2026-02-09 23:59:59"), ("at", "2026-02-10 00:00:00")],
+                                   "person_id string, ts string").select(
+        "person_id", F.col("ts").cast("timestamp").alias("last_purchase_ts"))
+    for value in ("2026-02-10T00:00:00", dt.datetime(2026, 2, 10), dt.date(2026, 2, 10)):
+        for filter_, expected in [({"column": "last_purchase_ts", "ge": value}, {"at"}),
+                                  ({"column": "last_purchase_ts", "in": [value]}, {"at"}),
+                                  ({"column": "last_purchase_ts", "between": [value, "2026-02-11"]}, {"at"})]:
+            condition = audience_condition(_audience(filter_), bought.schema)
+            assert {row["person_id"] for row in bought.filter(condition).collect()} == expected, filter_
 
 
 def test_an_injected_column_name_is_refused_naming_the_audience_and_the_column(profile):

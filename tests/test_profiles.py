@@ -34,6 +34,17 @@ def _plain_scores(values: list[float], higher_is_better: bool) -> list[int]:
     return [1 + a if higher_is_better else 5 - a for a in above]
 
 
+def test_a_day_is_cut_at_the_session_time_zone_midnights_whatever_the_driver_zone(spark,
+                                                                                 driver_in_another_time_zone):
+    # Timestamps as Spark reads them from the sources: in the session's zone, UTC.
+    moments = spark.createDataFrame([(m,) for m in ("2026-03-30 23:59:59", "2026-03-31 00:00:00",
+                                                    "2026-03-31 23:59:59", "2026-04-01 00:00:00")], "ts string")
+    moments = moments.select(F.col("ts").cast("timestamp").alias("ts"))
+    on_the_day = moments.filter((F.col("ts") >= profiles.day_start(AS_OF)) & (F.col("ts") < profiles.day_end(AS_OF)))
+    assert sorted(row["ts"] for row in on_the_day.select(F.col("ts").cast("string")).collect()) == [
+        "2026-03-31 00:00:00", "2026-03-31 23:59:59"]
+
+
 def test_rfm_scores_match_a_plain_quintile_computation(spark):
     rows, features = _rfm_fixture(spark)
     scored = {r["person_id"]: r for r in profiles.rfm_scores(features, rfm_segment_rules()).collect()}
