@@ -627,6 +627,8 @@ def gold_audiences(ctx: JobContext, only: Sequence[str] | None = None) -> None:
 
 
 PRIVACY_AUDIT, PRIVACY_SUPPRESSION = "ops.privacy_audit", "ops.privacy_suppression"
+# Above this many rows of one table found for erasure, they are joined to it by shuffle, not sent to every task.
+ERASED_ROWS_BROADCAST_LIMIT = 1_000_000
 
 
 def _optional_table(ctx: JobContext, table: str) -> DataFrame | None:
@@ -713,7 +715,10 @@ def _erase_everywhere(ctx: JobContext, erased: dict[str, dict[str, set[str]]]) -
         for row in counts:
             removed[row["request_id"]][table] = row["rows"]
         if counts:
-            io.delete_rows(ctx.spark, ctx.config, table, matched)
+            # A checkpoint keeps the size estimate of the plan it ran, the whole table's here: unhinted, MERGE would
+            # shuffle the table to join the few rows found.
+            few = sum(row["rows"] for row in counts) <= ERASED_ROWS_BROADCAST_LIMIT
+            io.delete_rows(ctx.spark, ctx.config, table, F.broadcast(matched) if few else matched)
     return removed
 
 
