@@ -139,7 +139,8 @@ def _publish_silver(
             # published, and deleted from bronze (by record id: the commit names no identifier).
             erased = checked.filter("_erased").select("_record_id").localCheckpoint()
             if erased_count := erased.count():
-                io.delete_matching(ctx.spark, ctx.config, bronze_table, erased, ["_record_id"])
+                io.delete_matching(ctx.spark, ctx.config, bronze_table, _broadcast_if_few(erased, erased_count),
+                                   ["_record_id"])
                 _audit_erased_on_arrival(ctx, bronze_table, batch_id, erased_count)
             accounting.add(erased=erased_count)
             candidates = candidates.filter(~F.col("_erased")).drop("_erased")
@@ -627,8 +628,15 @@ def gold_audiences(ctx: JobContext, only: Sequence[str] | None = None) -> None:
 
 
 PRIVACY_AUDIT, PRIVACY_SUPPRESSION = "ops.privacy_audit", "ops.privacy_suppression"
-# Above this many rows of one table found for erasure, they are joined to it by shuffle, not sent to every task.
-ERASED_ROWS_BROADCAST_LIMIT = 1_000_000
+# Above this many rows to delete, they are joined to their table by shuffle, not sent whole to every task.
+BROADCAST_ROWS_LIMIT = 1_000_000
+
+
+def _broadcast_if_few(rows: DataFrame, count: int) -> DataFrame:
+    """``rows`` to delete (materialised, ``count`` of them) hinted for broadcast unless there are many. A checkpoint
+    keeps the size estimate of the plan it ran, often a whole table's: unhinted, the deleting MERGE would shuffle
+    its target table to join them."""
+    return F.broadcast(rows) if count <= BROADCAST_ROWS_LIMIT else rows
 
 
 def _optional_table(ctx: JobContext, table: str) -> DataFrame | None:
@@ -715,10 +723,7 @@ def _erase_everywhere(ctx: JobContext, erased: dict[str, dict[str, set[str]]]) -
         for row in counts:
             removed[row["request_id"]][table] = row["rows"]
         if counts:
-            # A checkpoint keeps the size estimate of the plan it ran, the whole table's here: unhinted, MERGE would
-            # shuffle the table to join the few rows found.
-            few = sum(row["rows"] for row in counts) <= ERASED_ROWS_BROADCAST_LIMIT
-            io.delete_rows(ctx.spark, ctx.config, table, F.broadcast(matched) if few else matched)
+            io.delete_rows(ctx.spark, ctx.config, table, _broadcast_if_few(matched, sum(r["rows"] for r in counts)))
     return removed
 
 
