@@ -17,7 +17,8 @@ def _matched_records(spark, records: list[str | None]) -> list[str | None]:
 def test_a_raw_record_names_the_person_by_a_whole_quoted_string_whatever_its_case_or_blanks(spark):
     named = ['{"customer_id": "C-000001", "total": 3}', '{"email": "  Ann@Example.com\t"}', '["x", "anon-7"]']
     others = ['{"customer_id": "c-0000012"}', '{"note": "c-000001 wrote"}', '{"email_hash": "h-ann"}',
-              "c-000001,no quotes at all", "", None]
+              "c-000001,no quotes at all", "c-000001", 'anon-7 "before the first quote"',
+              '"after the last quote" anon-7', "", None]
     assert _matched_records(spark, named + others) == named
 
 
