@@ -83,20 +83,21 @@ def erased_identifiers(customers_named: DataFrame, requests: DataFrame, identity
     """(request_id, kind, value): every identifier of the people each erasure request names, by IDENTIFIER_KINDS.
 
     The person is everyone the identity map joins to a named customer; their orders' ids go too, since order
-    lines carry only the order id."""
-    customer_rows = customers_named.select("request_id", "customer_id")
+    lines carry only the order id. The requests' few customers and people are broadcast to the tables they are
+    looked up in: materialised, they carry their source tables' size estimates, and the tables would be shuffled."""
+    customer_rows = F.broadcast(customers_named.select("request_id", "customer_id"))
     parts = [requests.filter(F.col("email").isNotNull()).select("request_id", F.lit("email"), "email")]
     if identity_map is not None:
-        people = customer_rows.join(
+        people = F.broadcast(customer_rows.join(
             identity_map.filter(F.col("identifier_type") == "customer_id")
             .select(F.col("identifier").alias("customer_id"), "person_id"), "customer_id",
-        ).select("request_id", "person_id").distinct()
+        ).select("request_id", "person_id").distinct())
         nodes = people.join(identity_map, "person_id")
         parts += [people.select("request_id", F.lit("person_id"), "person_id"),
                   nodes.select("request_id", "identifier_type", "identifier")]
         customer_rows = customer_rows.unionByName(nodes.filter(F.col("identifier_type") == "customer_id").select(
             "request_id", F.col("identifier").alias("customer_id")))
-    customer_rows = customer_rows.distinct()
+    customer_rows = F.broadcast(customer_rows.distinct())
     parts.append(customer_rows.select("request_id", F.lit("customer_id"), "customer_id"))
     if customers is not None:
         hashed = customer_rows.join(customers, "customer_id")
