@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import json
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -168,6 +169,13 @@ def run_scale(spark, base: Config, name: str, customers: int, days: int, workdir
         console.print(f"[bold]{name}[/bold]: generating {customers:,} customers x {days} days ...")
         generate(landing, GeneratorSettings(customers=customers, days=days, seed=seed))
     events = sum(sum(1 for _ in path.open()) for path in (landing / "events").glob("*.jsonl"))
+    # What an earlier run left would turn this into an incremental run: jobs skipped as up to date, a ratio of nothing.
+    earlier = [path for path in (workdir / name / output for output in ("lakehouse", "floor", "duckdb"))
+               if path.exists()]
+    if earlier:
+        console.print(f"[bold]{name}[/bold]: removing what an earlier run wrote: {', '.join(map(str, earlier))}")
+        for output in earlier:
+            shutil.rmtree(output)
     config = dataclasses.replace(base, landing_root=str(landing), lakehouse_root=str(workdir / name / "lakehouse"))
     floor, floor_lines = floor_seconds(spark, landing, workdir / name / "floor")
     console.print(f"floor: {floor:.1f} s for {floor_lines:,} lines")
