@@ -413,7 +413,7 @@ def _segment_assignments(ctx: JobContext, features: DataFrame, as_of: dt.date) -
         ctx.record_model_run(
             "customer_segments",
             params={"k": trained.k, "features": ",".join(settings.features), "seed": settings.seed,
-                    "training_rows": trained.training_rows, "as_of": as_of},
+                    "restarts": settings.restarts, "training_rows": trained.training_rows, "as_of": as_of},
             metrics={**{f"silhouette_k{k}": value for k, value in trained.silhouettes.items()},
                      "chosen_k": trained.k, "silhouette": trained.silhouettes[trained.k]},
             model_path=model_path,

@@ -25,6 +25,10 @@ from lib.config import SegmentSettings
 
 SCALED = "_segment_features"
 CLUSTER = "cluster"
+# Training data layout, fixed so that a local run and a cluster run of the same people agree; small enough
+# for a laptop, enough tasks for a few executors (training uses at most max_training_rows people).
+TRAINING_PARTITIONS = 8
+HASH_BUCKETS = 1_000_000
 # Words for the automatic segment names: (feature, direction) -> phrase.
 FEATURE_WORDS = {
     ("orders_per_week", 1): "frequent buyers", ("orders_per_week", -1): "rare buyers",
@@ -79,13 +83,23 @@ def parsimonious_k(silhouettes: dict[int, float], tolerance: float) -> int:
     return min(k for k, score in silhouettes.items() if score >= best - tolerance)
 
 
-def train_segmentation(features: DataFrame, settings: SegmentSettings) -> TrainedSegmentation:
-    """Fit the feature stages once on a seeded sample, then KMeans for every k in the range; keep the smallest k
-    whose silhouette is within ``settings.silhouette_tolerance`` of the best."""
+def training_people(features: DataFrame, max_rows: int, seed: int) -> DataFrame:
+    """About ``max_rows`` people (everyone when there are fewer), chosen by a seeded hash of their id and laid out
+    in a fixed number of partitions, each sorted by id. KMeans' start and the Imputer's medians depend on which
+    rows sit in which partition in which order; a Bernoulli sample and the upstream table's file layout would let
+    the same people get other segments after a rewrite of that table (3 instead of 4 at M, seen)."""
     total = features.count()
-    sample = features
-    if total > settings.max_training_rows:
-        sample = features.sample(fraction=settings.max_training_rows / total, seed=settings.seed)
+    if total > max_rows:
+        bucket = F.pmod(F.xxhash64("person_id", F.lit(seed)), F.lit(HASH_BUCKETS))
+        features = features.filter(bucket < F.lit(max_rows * HASH_BUCKETS // total))
+    return features.repartition(TRAINING_PARTITIONS, "person_id").sortWithinPartitions("person_id")
+
+
+def train_segmentation(features: DataFrame, settings: SegmentSettings) -> TrainedSegmentation:
+    """Fit the feature stages once on the training people, then KMeans for every k in the range (the best of
+    ``settings.restarts`` seeds each); keep the smallest k whose silhouette is within
+    ``settings.silhouette_tolerance`` of the best."""
+    sample = training_people(features, settings.max_training_rows, settings.seed)
     prepared_model = Pipeline(stages=feature_stages(settings)).fit(sample)
     prepared = prepared_model.transform(sample).select(SCALED).cache()
     rows = prepared.count()
@@ -93,7 +107,9 @@ def train_segmentation(features: DataFrame, settings: SegmentSettings) -> Traine
     fitted: dict[int, KMeansModel] = {}
     silhouettes: dict[int, float] = {}
     for k in range(settings.k_min, min(settings.k_max, rows - 1) + 1):
-        fitted[k] = KMeans(k=k, seed=settings.seed, featuresCol=SCALED, predictionCol=CLUSTER, maxIter=50).fit(prepared)
+        fitted[k] = min((KMeans(k=k, seed=settings.seed + restart, featuresCol=SCALED, predictionCol=CLUSTER,
+                                maxIter=50).fit(prepared) for restart in range(settings.restarts)),
+                        key=lambda model: model.summary.trainingCost)
         silhouettes[k] = evaluator.evaluate(fitted[k].transform(prepared))
     prepared.unpersist()
     if not fitted:

@@ -61,3 +61,8 @@ def test_dict_settings_come_from_json_environment_variables():
     assert config.recommendations.weights == {"purchase": 2.0, "product_view": 0.5}
     assert config.gates.max_ratio_for("silver.orders") == 0.01
     assert config.recommendations.alphas == (1.0, 5.0)
+
+
+def test_a_setting_out_of_its_range_says_which_and_what_to_use():
+    with pytest.raises(ConfigError, match="segments.restarts = 0; use at least 1"):
+        load_config(environ={"DMP_SEGMENTS__RESTARTS": "0"})

@@ -7,13 +7,14 @@ import dataclasses
 import random
 
 import pytest
+from pyspark.sql import functions as F
 from sklearn.metrics import adjusted_rand_score
 
 from lib import segments
 from lib.config import SegmentSettings
 
 SETTINGS = SegmentSettings(features=("orders_per_week", "price_position"), log_features=("orders_per_week",),
-                           k_min=2, k_max=6, seed=3)
+                           k_min=2, k_max=6, seed=3, restarts=1)
 # Planted groups: (orders per week, price position) around which people scatter.
 BLOBS = {"frequent premium": (3.0, 0.85), "rare premium": (0.1, 0.8), "frequent bargain": (3.0, 0.15),
          "rare bargain": (0.1, 0.2)}
@@ -111,3 +112,38 @@ def test_migrations_count_people_moving_between_segments(spark):
     moves = {(r["from_segment_id"], r["to_segment_id"]): r["people"]
              for r in segments.segment_migrations(before, after).collect()}
     assert moves == {(1, 1): 1, (1, 2): 1, (2, 2): 1, (2, None): 1, (None, 1): 1}
+
+
+def _unclustered_people(spark):
+    rng = random.Random(9)
+    rows = [(f"p{i:04d}", rng.uniform(0.0, 3.0), rng.uniform(0.0, 1.0)) for i in range(600)]
+    return spark.createDataFrame(rows, "person_id string, orders_per_week double, price_position double")
+
+
+def test_each_k_keeps_the_lowest_cost_of_its_restarts(spark):
+    people = _unclustered_people(spark).cache()
+    one_k = dataclasses.replace(SETTINGS, k_min=5, k_max=5)
+
+    def cost(settings):
+        return segments.train_segmentation(people, settings).kmeans.summary.trainingCost
+
+    single = [cost(dataclasses.replace(one_k, seed=one_k.seed + restart, restarts=1)) for restart in range(3)]
+    assert len(set(single)) > 1, "the seeds should reach different optima for the test to mean anything"
+    assert cost(dataclasses.replace(one_k, restarts=3)) == min(single)
+
+
+def test_the_same_people_get_the_same_segments_however_their_rows_are_laid_out(spark):
+    """Unclustered people (no planted groups, so KMeans' start decides the outcome) and fewer training rows than
+    people (so the sample decides it too): one partition in one order against seven in a shuffled order, as a
+    rewritten upstream table would lay them out."""
+    people = _unclustered_people(spark)
+    settings = dataclasses.replace(SETTINGS, max_training_rows=400)
+    one_file = segments.train_segmentation(people.coalesce(1).orderBy("person_id"), settings)
+    rewritten = segments.train_segmentation(people.repartition(7).orderBy(F.rand(5)), settings)
+    assert one_file.training_rows == rewritten.training_rows
+    assert one_file.silhouettes == pytest.approx(rewritten.silhouettes, abs=1e-9)
+    assert one_file.k == rewritten.k
+    def centres(trained):
+        return [value for centre in sorted(map(tuple, trained.kmeans.clusterCenters())) for value in centre]
+
+    assert centres(one_file) == pytest.approx(centres(rewritten), abs=1e-9)
