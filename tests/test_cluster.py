@@ -26,10 +26,14 @@ from lib.pipeline import selected_jobs, upstream
 
 ROOT = Path(__file__).resolve().parent.parent
 SPARK_CLASS = ROOT / ".venv" / "bin" / "spark-class"
-# Landing to the customer profile: every layer, the Python UDF that needs lib on the executors (lib/clv.py) and an
-# MLlib model. The other gold jobs and the campaigns need nothing else from a cluster, and each costs this 1-core
-# cluster half a minute.
-CLUSTER_JOBS = selected_jobs(upstream("gold_customer_profile") - {"silver_campaigns"} | {"gold_daily_revenue"})
+# Landing to the customer profile, purchase patterns and recommendations: every layer, the Python UDF that needs lib
+# on the executors (lib/clv.py) and the three MLlib models (KMeans, FPGrowth, ALS with its checkpoints). The other
+# gold jobs and the campaigns need nothing else from a cluster, and each costs this 1-core cluster half a minute.
+CLUSTER_JOBS = selected_jobs(upstream("gold_recommendations") - {"silver_campaigns"}
+                             | {"gold_daily_revenue", "gold_patterns"})
+# One fit per model: the models' choices are tested elsewhere, here that they run on executors.
+ONE_FIT_EACH = {"DMP_SEGMENTS__RESTARTS": "1", "DMP_SEGMENTS__K_MAX": "4", "DMP_RECOMMENDATIONS__RANKS": "10",
+                "DMP_RECOMMENDATIONS__ALPHAS": "10", "DMP_RECOMMENDATIONS__HOLDOUT_DAYS": "1"}
 # Small enough for a 2-core machine that also runs the test session's own local Spark.
 RESOURCES = ["--driver-memory", "1g", "--executor-memory", "1g", "--total-executor-cores", "1",
              # Short-lived JVMs on tiny data: C2 compilation costs more CPU than it ever saves here.
@@ -121,7 +125,7 @@ def test_pipeline_submitted_to_a_standalone_cluster_publishes_bronze_to_gold(sta
     generate(landing, GeneratorSettings(customers=60, days=3, seed=3, products=30))
     env = {**cluster_env(), "DMP_LANDING_ROOT": str(landing), "DMP_LAKEHOUSE_ROOT": str(lake),
            # A few hundred rows: one shuffle partition, not one per task slot of a bigger machine.
-           "DMP_SPARK__SHUFFLE_PARTITIONS": "1"}
+           "DMP_SPARK__SHUFFLE_PARTITIONS": "1", **ONE_FIT_EACH}
 
     only = [option for job in CLUSTER_JOBS for option in ("--only", job)]
     done = subprocess.run([str(ROOT / "spark-submit.sh"), "pipeline", "--master", cluster.master_url, *RESOURCES,
@@ -144,5 +148,6 @@ def test_pipeline_submitted_to_a_standalone_cluster_publishes_bronze_to_gold(sta
     assert list(in_order) == selected_jobs(CLUSTER_JOBS), "--only after `--` chose the jobs"
     assert all(r["status"] == "succeeded" and r["balanced"] for r in runs), [r.asDict() for r in runs]
     assert len({r["run_id"] for r in runs}) == 1, "one spark-submit is one pipeline run"
-    for table in ("silver/orders", "gold/daily_revenue", "gold/customer_profile"):
+    for table in ("silver/orders", "gold/daily_revenue", "gold/customer_profile", "gold/frequent_itemsets",
+                  "gold/recommendations", "gold/similar_products"):
         assert spark.read.format("delta").load(str(lake / table)).count() > 0, table
