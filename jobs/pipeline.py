@@ -1,15 +1,11 @@
 """`./spark-submit.sh pipeline [spark-submit options]`: the whole job graph in one application, in dependency order,
 skipping what is up to date (the same run as `dmp pipeline run`)."""
 
-import os
 import sys
 from pathlib import Path
 
 # spark-submit.sh ships lib as a zip (first on the path); a Databricks bundle syncs lib/ one level above this file.
 sys.path.append(str(Path(__file__).resolve().parent.parent))
-# Task parameters of the form DMP_<SETTING>=value (the bundle passes the job's parameters so) override the
-# environment for this run only.
-os.environ.update(arg.split("=", 1) for arg in sys.argv[1:] if arg.startswith("DMP_") and "=" in arg)
 
 from lib.cli import run_submitted_job  # noqa: E402 - needs the path above
 

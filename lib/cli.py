@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import os
 import shutil
 import sys
 import time
@@ -546,17 +547,26 @@ def summary_table(runs: list[JobRun]) -> Table:
     return table
 
 
+def apply_task_parameters(arguments: Sequence[str]) -> list[str]:
+    """Put the DMP_<SETTING>=value arguments (how a Databricks task gets the job's parameters) into the environment,
+    where config reads them, overriding it for this process; return the other arguments. DMP_HOME is read when lib
+    is imported, so it comes from the environment only (spark-submit.sh and the bundle set it there)."""
+    settings = [argument for argument in arguments if argument.startswith("DMP_") and "=" in argument]
+    os.environ.update(setting.split("=", 1) for setting in settings)
+    return [argument for argument in arguments if argument not in settings]
+
+
 def run_submitted_job(job: str | None, arguments: Sequence[str] = ()) -> None:
     """Entry point of jobs/<job>.py under spark-submit (``None``: the whole graph, jobs/pipeline.py): config from
     DMP_* variables, exit code 1 on failure. ``arguments``, what follows `--` on ./spark-submit.sh, choose jobs as
-    `dmp pipeline run` does; DMP_<SETTING>=value among them (a Databricks task's parameters) are config."""
+    `dmp pipeline run` does; DMP_<SETTING>=value among them are config (``apply_task_parameters``)."""
     parser = argparse.ArgumentParser(prog=f"./spark-submit.sh {job or 'pipeline'} [spark-submit options] --")
     if job is None:
         parser.add_argument("--only", action="append", metavar="JOB", help="run just these jobs (repeatable)")
         parser.add_argument("--from", dest="start_from", metavar="JOB",
                             help="run this job and every job downstream of it")
     parser.add_argument("--force", action="store_true", help="run even when the input tables did not change")
-    chosen = parser.parse_args([a for a in arguments if not (a.startswith("DMP_") and "=" in a)])
+    chosen = parser.parse_args(apply_task_parameters(arguments))
     try:
         _state["config"] = load_config()
         if job:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lib.cli import app
+from lib.cli import app, apply_task_parameters
+from lib.config import load_config
 from lib.datasets import cdnow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,3 +82,14 @@ def test_datasets_load_refuses_an_unknown_data_set_and_full_outside_cdnow(tmp_pa
         result = CliRunner().invoke(app, ["datasets", "load", *args, "--landing", str(tmp_path)])
         assert result.exit_code == 2
     assert not any(tmp_path.iterdir())
+
+
+def test_a_task_parameter_overrides_the_environment_and_is_not_taken_for_an_option(monkeypatch):
+    # Set first, so that the monkeypatch restores both when the test ends.
+    monkeypatch.setenv("DMP_LAKEHOUSE_ROOT", "/set/on/the/cluster")
+    monkeypatch.setenv("DMP_GATES__MAX_ERROR_RATIO", "0.1")
+    rest = apply_task_parameters(["--force", "DMP_LAKEHOUSE_ROOT=/given/to/the/task",
+                                  "DMP_GATES__MAX_ERROR_RATIO=0.5", "--only", "bronze"])
+    assert rest == ["--force", "--only", "bronze"]
+    config = load_config()
+    assert (config.lakehouse_root, config.gates.max_error_ratio) == ("/given/to/the/task", 0.5)
