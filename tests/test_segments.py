@@ -12,6 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from lib import segments
 from lib.config import SegmentSettings
+from lib.spark import persisted_rdd_ids
 
 SETTINGS = SegmentSettings(features=("orders_per_week", "price_position"), log_features=("orders_per_week",),
                            k_min=2, k_max=6, seed=3, restarts=1)
@@ -130,6 +131,13 @@ def test_each_k_keeps_the_lowest_cost_of_its_restarts(spark):
     single = [cost(dataclasses.replace(one_k, seed=one_k.seed + restart, restarts=1)) for restart in range(3)]
     assert len(set(single)) > 1, "the seeds should reach different optima for the test to mean anything"
     assert cost(dataclasses.replace(one_k, restarts=3)) == min(single)
+
+
+def test_training_releases_the_people_it_checkpointed(spark):
+    people = _unclustered_people(spark)
+    before = persisted_rdd_ids(spark)
+    segments.train_segmentation(people, dataclasses.replace(SETTINGS, k_max=3))
+    assert persisted_rdd_ids(spark) == before
 
 
 def test_the_same_people_get_the_same_segments_however_their_rows_are_laid_out(spark):
