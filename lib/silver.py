@@ -22,13 +22,16 @@ def typed_records(bronze: DataFrame, schema: TableSchema) -> DataFrame:
         "_keys", F.json_object_keys("value")
     )
     names = F.array(*[F.lit(n) for n in schema.column_names])
+    # A source's records mostly carry exactly the schema's keys in its order: one comparison tells those apart, and
+    # only the others are diffed and listed (diffing every record made typing bronze.events at M take 28 s, not 21).
+    drifted = F.col("_keys") != names
     return parsed.select(
         *LINEAGE,
         "value",
         "_parse_error",
         schema.cast_errors("raw").alias("_cast_errors"),
-        _listed(F.array_except("_keys", names)).alias("_new_columns"),
-        _listed(F.array_except(names, "_keys")).alias("_missing_columns"),
+        F.when(drifted, _listed(F.array_except("_keys", names))).alias("_new_columns"),
+        F.when(drifted, _listed(F.array_except(names, "_keys"))).alias("_missing_columns"),
         *schema.typed_columns("raw"),
     )
 
