@@ -306,3 +306,18 @@ def test_warm_and_cold_people_are_measured_apart_and_add_up_to_the_judged(spark)
                                               warm.unionByName(spark.createDataFrame([("P0",)], "person_id string")))
     assert everyone_warm["cold_people_evaluated"] == 0.0 and "cold_ndcg_at_k" not in everyone_warm
     assert everyone_warm["warm_ndcg_at_k"] == pytest.approx(0.5)
+
+
+def test_als_blocks_follow_the_ratings_so_few_products_with_many_ratings_use_every_core(spark, tmp_path, monkeypatch):
+    # 3 products, 180 ratings; the session runs 2 cores.
+    ratings = spark.createDataFrame([(user, item, 1.0 + (user + item) % 3) for user in range(60) for item in range(3)],
+                                    "user int, item int, strength double")
+    grid = [recommend.AlsParams(rank=2, reg_param=0.1, alpha=1.0)]
+
+    def blocks(ratings_per_block: int) -> tuple[int, int]:
+        monkeypatch.setattr(recommend, "RATINGS_PER_BLOCK", ratings_per_block)
+        [model] = recommend.fit_als(ratings, grid, seed=1, max_iter=2, checkpoint_dir=str(tmp_path))
+        return model.userFactors.rdd.getNumPartitions(), model.itemFactors.rdd.getNumPartitions()
+
+    assert blocks(ratings_per_block=50) == (2, 2)
+    assert blocks(ratings_per_block=1_000) == (1, 1)
