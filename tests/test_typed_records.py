@@ -9,11 +9,9 @@ SCHEMA = table_schema("campaigns")
 
 
 def _bronze(spark, *values: str):
-    rows = [(f"0#{i}", value, None, "landing/campaigns/day1.jsonl", None, None, 0)
-            for i, value in enumerate(values)]
+    rows = [(f"0#{i}", value, None, "landing/campaigns/day1.jsonl", None) for i, value in enumerate(values)]
     return spark.createDataFrame(
-        rows, "_record_id string, value string, _parse_error string, _source_file string, _line int, "
-              "_ingested_at timestamp, _batch_id long")
+        rows, "_record_id string, value string, _parse_error string, _source_file string, _ingested_at timestamp")
 
 
 def _record(keys: list[str], extra: dict[str, str] | None = None) -> str:
